@@ -1,0 +1,70 @@
+"""Errors the user can act on, kept apart from bugs; they become words only at the edge."""
+
+from __future__ import annotations
+
+
+class R1deskError(Exception):
+    """Something the user can fix or must be told about; ``str()`` is a one-line message."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:  # one line, always
+        text = " ".join(str(self.args[0]).split()) if self.args else self.__class__.__name__
+        return text
+
+
+class ModelNotFound(R1deskError):
+    """The named model is neither a file nor in the library."""
+
+
+class CorruptModel(R1deskError):
+    """The file is not a usable GGUF model (bad magic, truncated, absurd sizes...)."""
+
+
+class ModelLoadFailed(R1deskError):
+    """llama.cpp could not load the model (or its process died while loading)."""
+
+
+class HostCrashed(R1deskError):
+    """The model process died (llama.cpp abort, out of memory); a new load will start a fresh one."""
+
+
+class TemplateError(R1deskError):
+    """The chat template could not be rendered (broken, hostile or too slow)."""
+
+
+class NotEnoughMemory(R1deskError):
+    """The model with these settings does not fit the machine."""
+
+
+class ContextOverflow(R1deskError):
+    """The message is too long for the model's context even after dropping older turns."""
+
+
+class DatabaseError(R1deskError):
+    """The history database is unusable (newer version, corrupt, read-only, locked)."""
+
+
+class NotFound(R1deskError):
+    """A conversation, message or other record does not exist."""
+
+
+class Offline(R1deskError):
+    """The model hub (or mirror) could not be reached."""
+
+
+class DiskFull(R1deskError):
+    """Not enough free disk space for the operation."""
+
+
+class DownloadError(R1deskError):
+    """A download failed verification or was refused."""
+
+
+class Cancelled(R1deskError):
+    """The user cancelled the operation."""
