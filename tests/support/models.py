@@ -217,3 +217,49 @@ def _bytes_to_unicode() -> dict[str, int]:
 
 
 _BYTE_DECODER = _bytes_to_unicode()
+
+
+def rewrite_gguf(src: Path, out: Path, *, to_f16: bool = False, split_max_tensors: int = 0) -> list[Path]:
+    """Copy a GGUF, optionally turning every quantised tensor into F16 and/or writing it as split parts.
+
+    Returns the written files (one, or the parts in order, named ``<stem>-0000N-of-0000M.gguf``).
+    """
+    import gguf
+
+    reader = gguf.GGUFReader(str(src))
+    arch = str(reader.fields["general.architecture"].contents())
+    w = gguf.GGUFWriter(str(out), arch, split_max_tensors=split_max_tensors)
+    for name, fld in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name.startswith("split."):
+            continue
+        if to_f16 and name == "general.file_type":
+            continue
+        sub = fld.types[-1] if fld.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, fld.contents(), fld.types[0], sub)
+    if to_f16:
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+    for t in reader.tensors:
+        numpy_shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        if t.tensor_type in plain:
+            w.add_tensor(t.name, np.array(t.data).reshape(numpy_shape))
+        elif to_f16:
+            values = gguf.quants.dequantize(t.data, t.tensor_type).reshape(numpy_shape)
+            w.add_tensor(t.name, values.astype(np.float16))
+        else:
+            w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return w.format_shard_names(Path(out))
+
+
+def tiny_r1_f16_path() -> Path:
+    """The tiny R1 model with every weight in F16 (nothing quantised): a source for re-quantising."""
+    out = cache_dir() / "tiny-r1-distill-qwen-f16.gguf"
+    if not out.exists():
+        tmp = out.with_name(out.stem + ".part.gguf")
+        rewrite_gguf(tiny_r1_path(), tmp, to_f16=True)
+        os.replace(tmp, out)
+    return out
