@@ -144,7 +144,23 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
+def m002_file_hashes(db: sqlite_utils.Database) -> None:
+    # Model files are gigabytes: a file hashed once (after a download, or when verified) is not
+    # read again while its size and modification time stay the same.
+    db.execute(
+        """
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            checked_at REAL NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_file_hashes]
 
 
 def _applied(db: sqlite_utils.Database) -> list[str]:
