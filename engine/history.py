@@ -143,11 +143,14 @@ class History:
                 [json.dumps(settings, ensure_ascii=False), conversation_id],
             )
 
-    def delete(self, conversation_id: int) -> None:
-        """Move to the bin; ``restore`` undoes it, ``purge_deleted`` empties the bin."""
-        self._conversation_row(conversation_id)
+    def delete(self, conversation_id: int, *, permanent: bool = False) -> None:
+        """Move to the bin (``restore`` undoes it, ``purge_deleted`` empties it), or delete now."""
+        self._conversation_row(conversation_id, include_deleted=permanent)
         with transaction(self.db):
-            self.db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", [time.time(), conversation_id])
+            if permanent:
+                self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+            else:
+                self.db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", [time.time(), conversation_id])
 
     def restore(self, conversation_id: int) -> None:
         self._conversation_row(conversation_id, include_deleted=True)
