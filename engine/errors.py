@@ -68,3 +68,7 @@ class DownloadError(R1deskError):
 
 class Cancelled(R1deskError):
     """The user cancelled the operation."""
+
+
+class ConversionError(R1deskError):
+    """A conversion (re-quantising) was refused as pointless or harmful, or it failed."""
