@@ -68,6 +68,5 @@ def install(setting: str | None) -> str:
                 app.installTranslator(translator)
                 _installed.append(translator)
     _current = language
-    QLocale.setDefault(QLocale(QLocale.Language.Chinese if language == "zh_CN" else QLocale.Language.English,
-                               QLocale.Territory.China if language == "zh_CN" else QLocale.Territory.UnitedStates))
+    QLocale.setDefault(QLocale("zh_CN" if language == "zh_CN" else "en_US"))
     return language

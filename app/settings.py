@@ -1,0 +1,403 @@
+"""The settings the user can change, kept in r1desk's database, and the dialog that edits them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from . import i18n, theme
+from .qt import (
+    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QEvent, QFileDialog, QFormLayout,
+    QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QSettings, QSpinBox, QTabWidget, QTimer,
+    QVBoxLayout, QWidget, Signal,
+)
+
+# Keys in the settings table. Hub keys are shared with the engine's downloader.
+DEFAULTS: dict[str, Any] = {
+    "app.language": "system",
+    "app.theme": "system",
+    "app.last_model": None,
+    "app.first_run_done": False,
+    "chat.n_ctx": None,  # None: the engine picks from the model and the machine
+    "chat.n_gpu_layers": "auto",
+    "chat.temperature": None,  # None: the model's recommended value
+    "chat.top_p": None,
+    "chat.top_k": None,
+    "chat.min_p": None,
+    "chat.repeat_penalty": None,
+    "chat.max_tokens": None,
+    "chat.seed": None,
+    "chat.reasoning_budget": None,
+    "hub.endpoint": None,
+    "hub.token": None,
+}
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
+                 "reasoning_budget")
+LOAD_KEYS = ("chat.n_ctx", "chat.n_gpu_layers")
+
+# Where the data folder is, when the user moved it: outside the data folder by necessity.
+DATA_FOLDER_KEY = "data_folder"
+
+
+def _qsettings() -> QSettings:
+    return QSettings("r1desk", "r1desk")
+
+
+def bootstrap_data_folder() -> None:
+    """Point the engine at the folder the user chose, unless R1DESK_HOME already says where."""
+    from engine.paths import ENV_HOME
+
+    if os.environ.get(ENV_HOME):
+        return
+    chosen = _qsettings().value(DATA_FOLDER_KEY)
+    if chosen:
+        os.environ[ENV_HOME] = str(chosen)
+
+
+def choose_data_folder(path: str) -> None:
+    _qsettings().setValue(DATA_FOLDER_KEY, path)
+
+
+class AppSettings:
+    """Typed access to the settings table; ``None`` values mean "automatic"."""
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def get(self, key: str) -> Any:
+        from engine.storage import get_setting
+
+        return get_setting(self.db, key, DEFAULTS.get(key))
+
+    def set(self, key: str, value: Any) -> None:
+        from engine.storage import set_setting
+
+        set_setting(self.db, key, value)
+
+    def update(self, values: dict[str, Any]) -> list[str]:
+        """Store several values; returns the keys whose value changed."""
+        changed = [k for k, v in values.items() if self.get(k) != v]
+        for key in changed:
+            self.set(key, values[key])
+        return changed
+
+    def load_options(self):
+        from engine.host import LoadOptions
+
+        gpu = self.get("chat.n_gpu_layers")
+        return LoadOptions(n_ctx=self.get("chat.n_ctx"), n_gpu_layers=gpu if gpu is not None else "auto")
+
+    def sampling(self):
+        from engine.chat import SamplingParams
+
+        return SamplingParams(**{key: self.get(f"chat.{key}") for key in SAMPLING_KEYS})
+
+
+class _OptionalSpin:
+    """A number that may be left to the model: a spin box whose lowest value reads "Default"."""
+
+    def __init__(self, spin: QSpinBox | QDoubleSpinBox, none_value: float):
+        self.spin = spin
+        self.none_value = none_value
+        spin.setMinimum(none_value)
+
+    def value(self) -> Any:
+        v = self.spin.value()
+        if v == self.none_value:
+            return None
+        return int(v) if isinstance(self.spin, QSpinBox) else round(float(v), 4)
+
+    def set(self, value: Any) -> None:
+        self.spin.setValue(self.none_value if value is None else value)
+
+
+class SettingsDialog(QDialog):
+    """Context, GPU layers (with a live estimate), sampling, hub, data folder, language, theme."""
+
+    applied = Signal(list)  # the keys that changed
+    estimate_requested = Signal(object, object)  # n_ctx (or None), n_gpu_layers ("auto" or int)
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None,
+                 data_folder: str = "", estimator: Callable[[Any, Any], None] | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.setObjectName("SettingsDialog")
+        self.setMinimumWidth(560)
+        self._data_folder = data_folder
+        self._new_data_folder: str | None = None
+        layout = QVBoxLayout(self)
+        self.tabs = QTabWidget(self)
+        layout.addWidget(self.tabs)
+        self._build_model_tab()
+        self._build_sampling_tab()
+        self._build_downloads_tab()
+        self._build_general_tab()
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+            | QDialogButtonBox.StandardButton.Apply, self)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(self.apply)
+        layout.addWidget(self.buttons)
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(250)
+        self._estimate_timer.timeout.connect(self._request_estimate)
+        if estimator is not None:
+            self.estimate_requested.connect(estimator)
+        self.load()
+        self.retranslate()
+        self._request_estimate()
+
+    # Building ----------------------------------------------------------------------------
+    def _build_model_tab(self) -> None:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.ctx_spin = QSpinBox(page)
+        self.ctx_spin.setRange(0, 1_048_576)
+        self.ctx_spin.setSingleStep(1024)
+        self.ctx_auto = _OptionalSpin(self.ctx_spin, 0)
+        self.ctx_spin.valueChanged.connect(self._schedule_estimate)
+        self.ctx_label = QLabel(page)
+        form.addRow(self.ctx_label, self.ctx_spin)
+        gpu_row = QHBoxLayout()
+        self.gpu_auto = QRadioButton(page)
+        self.gpu_manual = QRadioButton(page)
+        self.gpu_spin = QSpinBox(page)
+        self.gpu_spin.setRange(0, 999)
+        self.gpu_auto.toggled.connect(self._gpu_mode_changed)
+        self.gpu_spin.valueChanged.connect(self._schedule_estimate)
+        gpu_row.addWidget(self.gpu_auto)
+        gpu_row.addWidget(self.gpu_manual)
+        gpu_row.addWidget(self.gpu_spin)
+        gpu_row.addStretch(1)
+        self.gpu_label = QLabel(page)
+        form.addRow(self.gpu_label, gpu_row)
+        self.estimate_label = QLabel(page)
+        self.estimate_label.setObjectName("Muted")
+        self.estimate_label.setWordWrap(True)
+        form.addRow("", self.estimate_label)
+        self.load_note = QLabel(page)
+        self.load_note.setObjectName("Muted")
+        self.load_note.setWordWrap(True)
+        form.addRow("", self.load_note)
+        self.tabs.addTab(page, "")
+
+    def _build_sampling_tab(self) -> None:
+        page = QWidget()
+        form = QFormLayout(page)
+
+        def dspin(maximum: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
+            spin = QDoubleSpinBox(page)
+            spin.setDecimals(decimals)
+            spin.setSingleStep(step)
+            spin.setMaximum(maximum)
+            return spin
+
+        def ispin(maximum: int, step: int = 1) -> QSpinBox:
+            spin = QSpinBox(page)
+            spin.setMaximum(maximum)
+            spin.setSingleStep(step)
+            return spin
+
+        self.sampling = {
+            "temperature": _OptionalSpin(dspin(2.0, 0.05), -0.05),
+            "top_p": _OptionalSpin(dspin(1.0, 0.01), 0.0),
+            "top_k": _OptionalSpin(ispin(1000), 0),
+            "min_p": _OptionalSpin(dspin(1.0, 0.01), -0.01),
+            "repeat_penalty": _OptionalSpin(dspin(2.0, 0.01), 0.99),
+            "max_tokens": _OptionalSpin(ispin(1_000_000, 256), 0),
+            "seed": _OptionalSpin(ispin(2_147_483_647), -1),
+            "reasoning_budget": _OptionalSpin(ispin(1_000_000, 256), 0),
+        }
+        self.sampling_labels = {}
+        for key, opt in self.sampling.items():
+            label = QLabel(page)
+            self.sampling_labels[key] = label
+            form.addRow(label, opt.spin)
+        self.sampling_note = QLabel(page)
+        self.sampling_note.setObjectName("Muted")
+        self.sampling_note.setWordWrap(True)
+        form.addRow("", self.sampling_note)
+        self.tabs.addTab(page, "")
+
+    def _build_downloads_tab(self) -> None:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.endpoint_combo = QComboBox(page)
+        self.endpoint_combo.setEditable(True)
+        self.endpoint_combo.addItems(["", "https://huggingface.co", "https://hf-mirror.com"])
+        self.endpoint_label = QLabel(page)
+        form.addRow(self.endpoint_label, self.endpoint_combo)
+        self.token_edit = QLineEdit(page)
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_label = QLabel(page)
+        form.addRow(self.token_label, self.token_edit)
+        self.hub_note = QLabel(page)
+        self.hub_note.setObjectName("Muted")
+        self.hub_note.setWordWrap(True)
+        form.addRow("", self.hub_note)
+        self.tabs.addTab(page, "")
+
+    def _build_general_tab(self) -> None:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.language_combo = QComboBox(page)
+        for value, _name in i18n.LANGUAGES:
+            self.language_combo.addItem("", value)
+        self.language_label = QLabel(page)
+        form.addRow(self.language_label, self.language_combo)
+        self.theme_combo = QComboBox(page)
+        for value in theme.THEMES:
+            self.theme_combo.addItem("", value)
+        self.theme_label = QLabel(page)
+        form.addRow(self.theme_label, self.theme_combo)
+        folder_row = QHBoxLayout()
+        self.folder_path = QLabel(page)
+        self.folder_path.setWordWrap(True)
+        self.folder_button = QPushButton(page)
+        self.folder_button.clicked.connect(self._choose_folder)
+        folder_row.addWidget(self.folder_path, 1)
+        folder_row.addWidget(self.folder_button)
+        self.folder_label = QLabel(page)
+        form.addRow(self.folder_label, folder_row)
+        self.folder_note = QLabel(page)
+        self.folder_note.setObjectName("Muted")
+        self.folder_note.setWordWrap(True)
+        form.addRow("", self.folder_note)
+        self.tabs.addTab(page, "")
+
+    # Values ------------------------------------------------------------------------------
+    def load(self) -> None:
+        s = self.settings
+        self.ctx_auto.set(s.get("chat.n_ctx"))
+        gpu = s.get("chat.n_gpu_layers")
+        manual = isinstance(gpu, int)
+        self.gpu_manual.setChecked(manual)
+        self.gpu_auto.setChecked(not manual)
+        self.gpu_spin.setValue(gpu if manual else 0)
+        self.gpu_spin.setEnabled(manual)
+        for key, opt in self.sampling.items():
+            opt.set(s.get(f"chat.{key}"))
+        self.endpoint_combo.setCurrentText(s.get("hub.endpoint") or "")
+        self.token_edit.setText(s.get("hub.token") or "")
+        self.language_combo.setCurrentIndex(max(0, self.language_combo.findData(s.get("app.language"))))
+        self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.get("app.theme"))))
+        self.folder_path.setText(self._data_folder)
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "chat.n_ctx": self.ctx_auto.value(),
+            "chat.n_gpu_layers": self.gpu_spin.value() if self.gpu_manual.isChecked() else "auto",
+            "hub.endpoint": self.endpoint_combo.currentText().strip().rstrip("/") or None,
+            "hub.token": self.token_edit.text().strip() or None,
+            "app.language": self.language_combo.currentData(),
+            "app.theme": self.theme_combo.currentData(),
+        }
+        for key, opt in self.sampling.items():
+            out[f"chat.{key}"] = opt.value()
+        return out
+
+    def apply(self) -> list[str]:
+        changed = self.settings.update(self.values())
+        if self._new_data_folder:
+            choose_data_folder(self._new_data_folder)
+            changed.append("data_folder")
+            self._new_data_folder = None
+        if changed:
+            self.applied.emit(changed)
+        return changed
+
+    def accept(self) -> None:
+        self.apply()
+        super().accept()
+
+    def _gpu_mode_changed(self) -> None:
+        self.gpu_spin.setEnabled(self.gpu_manual.isChecked())
+        self._schedule_estimate()
+
+    def _schedule_estimate(self, *_: Any) -> None:
+        self._estimate_timer.start()
+
+    def _request_estimate(self) -> None:
+        self.estimate_requested.emit(
+            self.ctx_auto.value(), self.gpu_spin.value() if self.gpu_manual.isChecked() else "auto"
+        )
+
+    def show_estimate(self, text: str) -> None:
+        self.estimate_label.setText(text)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Choose the data folder"), self._data_folder)
+        if folder:
+            self._new_data_folder = folder
+            self.folder_path.setText(folder)
+            self.folder_note.setText(self.tr(
+                "r1desk will use this folder the next time it starts. Move your files there yourself "
+                "if you want to keep them."
+            ))
+
+    # Words -------------------------------------------------------------------------------
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Settings"))
+        self.tabs.setTabText(0, self.tr("Model"))
+        self.tabs.setTabText(1, self.tr("Sampling"))
+        self.tabs.setTabText(2, self.tr("Downloads"))
+        self.tabs.setTabText(3, self.tr("General"))
+        self.ctx_label.setText(self.tr("Context length"))
+        self.ctx_spin.setSpecialValueText(self.tr("Automatic"))
+        self.ctx_spin.setSuffix(self.tr(" tokens"))
+        self.gpu_label.setText(self.tr("GPU layers"))
+        self.gpu_auto.setText(self.tr("Automatic"))
+        self.gpu_manual.setText(self.tr("Number:"))
+        self.load_note.setText(self.tr(
+            "Context length and GPU layers take effect when the model is loaded again "
+            "(r1desk reloads it for you)."
+        ))
+        names = {
+            "temperature": self.tr("Temperature"), "top_p": self.tr("Top P"), "top_k": self.tr("Top K"),
+            "min_p": self.tr("Min P"), "repeat_penalty": self.tr("Repeat penalty"),
+            "max_tokens": self.tr("Longest reply"), "seed": self.tr("Seed"),
+            "reasoning_budget": self.tr("Reasoning budget"),
+        }
+        for key, label in self.sampling_labels.items():
+            label.setText(names[key])
+        for key, opt in self.sampling.items():
+            if key == "seed":
+                opt.spin.setSpecialValueText(self.tr("Random"))
+            elif key in ("max_tokens", "reasoning_budget"):
+                opt.spin.setSpecialValueText(self.tr("Unlimited"))
+                opt.spin.setSuffix(self.tr(" tokens"))
+            else:
+                opt.spin.setSpecialValueText(self.tr("Model default"))
+        self.sampling_note.setText(self.tr(
+            "\"Model default\" uses what the model recommends (for DeepSeek-R1: temperature 0.6, "
+            "top P 0.95). The reasoning budget limits how long R1 may think before it must answer."
+        ))
+        self.endpoint_label.setText(self.tr("Download server"))
+        self.endpoint_combo.setItemText(0, "")
+        self.endpoint_combo.lineEdit().setPlaceholderText(self.tr("Hugging Face (default)"))
+        self.token_label.setText(self.tr("Access token"))
+        self.token_edit.setPlaceholderText(self.tr("Only for gated or private models"))
+        self.hub_note.setText(self.tr(
+            "If huggingface.co is blocked where you are, choose a mirror such as hf-mirror.com."
+        ))
+        self.language_label.setText(self.tr("Language"))
+        for i, (value, name) in enumerate(i18n.LANGUAGES):
+            self.language_combo.setItemText(i, name or self.tr("Follow the system"))
+        self.theme_label.setText(self.tr("Theme"))
+        theme_names = {"system": self.tr("Follow the system"), "light": self.tr("Light"), "dark": self.tr("Dark")}
+        for i, value in enumerate(theme.THEMES):
+            self.theme_combo.setItemText(i, theme_names[value])
+        self.folder_label.setText(self.tr("Data folder"))
+        self.folder_button.setText(self.tr("Change…"))
+        self.folder_note.setText(self.tr("Conversations, settings and downloaded models are kept here."))
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setText(self.tr("OK"))
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText(self.tr("Cancel"))
+        self.buttons.button(QDialogButtonBox.StandardButton.Apply).setText(self.tr("Apply"))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)

@@ -1,0 +1,503 @@
+"""The main window: sidebar, chat, composer, model button, status bar, and the wiring between them.
+
+Every engine call that can take time (loading, generating, downloading, scanning) runs in a
+GeneratorWorker; the window only reacts to its signals, so the GUI thread never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import i18n, theme
+from .chatview import ChatView, MessageWidget
+from .composer import Composer
+from .qt import (
+    QEvent, QFileDialog, QFrame, QHBoxLayout, QKeySequence, QLabel, QMainWindow, QPushButton,
+    QShortcut, QSize, QSplitter, QTimer, QToolButton, QVBoxLayout, QWidget, Qt, Signal,
+)
+from .settings import LOAD_KEYS, AppSettings, SettingsDialog
+from .sidebar import Sidebar
+from .statusbar import StatusBar
+from .workers import GeneratorWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """The reply being generated: its worker, its widget and what has arrived so far."""
+
+    worker: GeneratorWorker
+    widget: MessageWidget | None
+    conversation_id: int | None
+    message_id: int | None = None
+    reasoning: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+class NoticeBar(QFrame):
+    """A one-line message above the chat (errors, hints) with an optional action."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Notice")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action = QPushButton(self)
+        self.action.setVisible(False)
+        self.close_button = QToolButton(self)
+        self.close_button.setAutoRaise(True)
+        self.close_button.setIcon(theme.icon("close", "muted"))
+        self.close_button.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.action)
+        layout.addWidget(self.close_button)
+        self._callback = None
+        self.action.clicked.connect(self._act)
+        self.setVisible(False)
+
+    def show_message(self, text: str, *, kind: str = "info", action: str | None = None, callback=None) -> None:
+        self.label.setText(text)
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.action.setVisible(action is not None)
+        self.action.setText(action or "")
+        self._callback = callback
+        self.setVisible(True)
+
+    def _act(self) -> None:
+        callback, self._callback = self._callback, None
+        self.hide()
+        if callback is not None:
+            callback()
+
+
+class MainWindow(QMainWindow):
+    model_loaded = Signal(object)  # ModelInfo
+    model_load_failed = Signal(str)
+    reply_finished = Signal()
+
+    def __init__(self, chat: Any, history: Any, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.chat = chat
+        self.history = history
+        self.settings = settings
+        self.current_id: int | None = None
+        self.reply: Reply | None = None
+        self.loading: GeneratorWorker | None = None
+        self.loading_name: str | None = None
+        self._dialogs: dict[str, Any] = {}
+        self.setWindowIcon(theme.app_icon())
+        self.resize(1180, 780)
+        self.setMinimumSize(QSize(720, 480))
+
+        self.sidebar = Sidebar(history, self)
+        self.sidebar.conversation_selected.connect(self.open_conversation)
+        self.sidebar.message_selected.connect(self.open_message)
+        self.sidebar.new_requested.connect(self.new_conversation)
+        self.sidebar.conversation_deleted.connect(self._conversation_deleted)
+
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.top_bar = self._make_top_bar()
+        column.addWidget(self.top_bar)
+        self.notice = NoticeBar(right)
+        notice_holder = QWidget(right)
+        holder_layout = QVBoxLayout(notice_holder)
+        holder_layout.setContentsMargins(24, 8, 24, 0)
+        holder_layout.addWidget(self.notice)
+        column.addWidget(notice_holder)
+        self.chat_view = ChatView(right)
+        self.chat_view.regenerate_requested.connect(self.regenerate)
+        self.chat_view.edit_submitted.connect(self.edit_and_resend)
+        column.addWidget(self.chat_view, 1)
+        self.composer = Composer(right)
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(self.stop)
+        self.composer.choose_model_requested.connect(self.show_model_picker)
+        column.addWidget(self.composer)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 920])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+        self.status = StatusBar(self)
+        self.setStatusBar(self.status)
+        self._make_shortcuts()
+        self.retranslate()
+        self.sidebar.refresh()
+        self._update_composer()
+
+    # Layout pieces -----------------------------------------------------------------------
+    def _make_top_bar(self) -> QWidget:
+        bar = QFrame(self)
+        bar.setObjectName("TopBar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(16, 8, 12, 8)
+        self.model_button = QPushButton(bar)
+        self.model_button.setObjectName("ModelButton")
+        self.model_button.clicked.connect(self.show_model_picker)
+        row.addWidget(self.model_button)
+        row.addStretch(1)
+        self.hardware_button = QToolButton(bar)
+        self.hardware_button.clicked.connect(self.show_hardware)
+        self.settings_button = QToolButton(bar)
+        self.settings_button.clicked.connect(self.show_settings)
+        for button in (self.hardware_button, self.settings_button):
+            button.setIconSize(QSize(20, 20))
+            row.addWidget(button)
+        return bar
+
+    def _make_shortcuts(self) -> None:
+        self.shortcuts = {
+            "new": QShortcut(QKeySequence("Ctrl+N"), self, self.new_conversation),
+            "search": QShortcut(QKeySequence("Ctrl+F"), self, self.sidebar.focus_search),
+            "stop": QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop),
+            "settings": QShortcut(QKeySequence("Ctrl+,"), self, self.show_settings),
+        }
+        if QKeySequence(QKeySequence.StandardKey.Preferences).toString():
+            QShortcut(QKeySequence(QKeySequence.StandardKey.Preferences), self, self.show_settings)
+
+    # Start -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Once the window shows: empty the old bin, then load the last model or welcome a new user."""
+        self.history.purge_deleted(older_than=30 * 86400)
+        last = self.settings.get("app.last_model")
+        if last and Path(last).is_file():
+            self.load_model(last)
+        elif not self.library_models() and not self.settings.get("app.first_run_done"):
+            self.show_first_run()
+
+    def library_models(self) -> list[Any]:
+        try:
+            from engine.library import Library
+        except ImportError:
+            return []
+        return [m for m in Library(self.history.db).list(refresh=False) if m.status == "ready"]
+
+    def show_first_run(self) -> None:
+        from .firstrun import FirstRunDialog
+
+        dialog = self._dialogs.get("first_run")
+        if dialog is None:
+            dialog = FirstRunDialog(self)
+            self._dialogs["first_run"] = dialog
+        dialog.open()
+
+    # Conversations -----------------------------------------------------------------------
+    def new_conversation(self) -> None:
+        self.current_id = None
+        self.chat_view.clear()
+        self.sidebar.select(None)
+        self.composer.focus()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        self.current_id = conversation_id
+        messages = self.history.messages(conversation_id)
+        reply = self.reply
+        streaming_here = reply is not None and not reply.finished and reply.conversation_id == conversation_id
+        if streaming_here:
+            messages = [m for m in messages if m.id != reply.message_id]
+        conv_model = None
+        try:
+            conv_model = self.history.get_conversation(conversation_id).model
+        except Exception:  # a conversation deleted meanwhile shows empty
+            log.debug("conversation %s vanished", conversation_id)
+        self.chat_view.load(messages, model=conv_model)
+        if streaming_here:
+            # Re-attach the running reply to a fresh widget holding what has arrived so far.
+            widget = self.chat_view.add_assistant(self._model_name())
+            widget.message_id = reply.message_id
+            if reply.reasoning:
+                widget.append_reasoning("".join(reply.reasoning))
+            if reply.content:
+                widget.append_content("".join(reply.content))
+            reply.widget = widget
+        elif reply is not None:
+            reply.widget = None
+        self.chat_view.set_busy(self.reply is not None)
+        self.sidebar.select(conversation_id)
+
+    def open_message(self, conversation_id: int, message_id: int) -> None:
+        self.open_conversation(conversation_id)
+        for widget in self.chat_view.messages:
+            if widget.message_id == message_id:
+                QTimer.singleShot(0, lambda w=widget: self.chat_view.ensureWidgetVisible(w, 0, 40))
+                break
+
+    def _conversation_deleted(self, conversation_id: int) -> None:
+        if self.reply is not None and self.reply.conversation_id == conversation_id:
+            self.stop()
+        if self.current_id == conversation_id:
+            self.new_conversation()
+
+    # Sending -----------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        if self.reply is not None or self.chat.loaded is None:
+            return
+        self.chat_view.add_user(text)
+        widget = self.chat_view.add_assistant(self._model_name())
+        worker = GeneratorWorker(self.chat.send, self.current_id, text, self.settings.sampling(),
+                                 cancel=self.chat.cancel)
+        self._start_reply(worker, widget)
+
+    def regenerate(self, widget: MessageWidget) -> None:
+        if self.reply is not None or self.chat.loaded is None or self.current_id is None:
+            return
+        self.chat_view.remove_from(widget)
+        new = self.chat_view.add_assistant(self._model_name())
+        worker = GeneratorWorker(self.chat.regenerate, self.current_id, self.settings.sampling(),
+                                 cancel=self.chat.cancel)
+        self._start_reply(worker, new)
+
+    def edit_and_resend(self, widget: MessageWidget, text: str) -> None:
+        if self.reply is not None or self.chat.loaded is None or widget.message_id is None:
+            return
+        message_id = widget.message_id
+        self.chat_view.remove_from(widget)
+        self.chat_view.add_user(text)
+        new = self.chat_view.add_assistant(self._model_name())
+        worker = GeneratorWorker(self.chat.edit_and_resend, message_id, text, self.settings.sampling(),
+                                 cancel=self.chat.cancel)
+        self._start_reply(worker, new)
+
+    def stop(self) -> None:
+        """Stop the reply being written (Esc); the engine ends it within a fraction of a second."""
+        if self.reply is not None and not self.reply.finished:
+            self.reply.worker.quit()
+
+    def _start_reply(self, worker: GeneratorWorker, widget: MessageWidget) -> None:
+        self.reply = Reply(worker=worker, widget=widget, conversation_id=self.current_id)
+        worker.yielded.connect(self._on_chat_event)
+        worker.errored.connect(self._on_chat_error)
+        worker.finished.connect(self._on_reply_finished)
+        self.composer.set_generating(True)
+        self.chat_view.set_busy(True)
+        self.notice.hide()
+        worker.start()
+
+    def _on_chat_event(self, event: Any) -> None:
+        from engine.events import ChatError, ContentDelta, ReasoningDelta, Started, Stats
+
+        reply = self.reply
+        if reply is None:
+            return
+        widget = reply.widget
+        if isinstance(event, ContentDelta):
+            reply.content.append(event.text)
+            if widget is not None:
+                widget.append_content(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reply.reasoning.append(event.text)
+            if widget is not None:
+                widget.append_reasoning(event.text)
+        elif isinstance(event, Started):
+            reply.message_id = event.message_id
+            new_conversation = reply.conversation_id is None
+            reply.conversation_id = event.conversation_id
+            if widget is not None:
+                widget.message_id = event.message_id
+                users = [w for w in self.chat_view.messages if w.role == "user"]
+                if users and users[-1].message_id is None:
+                    users[-1].message_id = event.user_message_id
+            if new_conversation and self.current_id is None:
+                self.current_id = event.conversation_id
+            self.sidebar.refresh(select=self.current_id)
+        elif isinstance(event, Stats):
+            stats = event.to_dict()
+            if widget is not None:
+                widget.finish(stats)
+            self.status.set_reply_stats(stats)
+            reply.finished = True
+        elif isinstance(event, ChatError):
+            if widget is not None:
+                widget.fail(event.message)
+            reply.finished = True
+
+    def _on_chat_error(self, exc: BaseException) -> None:
+        reply = self.reply
+        message = _user_message(exc, self.tr)
+        if reply is not None and reply.widget is not None and not reply.finished:
+            reply.widget.fail(message)
+        if reply is not None:
+            reply.finished = True
+        self.notice.show_message(message, kind="error")
+
+    def _on_reply_finished(self) -> None:
+        reply = self.reply
+        self.reply = None
+        if reply is not None and reply.widget is not None and reply.widget.streaming:
+            reply.widget.finish({})
+        self.composer.set_generating(False)
+        self.chat_view.set_busy(False)
+        self.sidebar.refresh(select=self.current_id)
+        self.reply_finished.emit()
+
+    # Models ------------------------------------------------------------------------------
+    def _model_name(self) -> str | None:
+        info = self.chat.loaded
+        return info.name if info is not None else None
+
+    def load_model(self, model: str | Path) -> GeneratorWorker | None:
+        """Load a model (a path or a library name) in the background; replaces the current one."""
+        if self.reply is not None:
+            self.notice.show_message(self.tr("Stop the reply being written before switching models."))
+            return None
+        if self.loading is not None:
+            return None
+        self.loading_name = Path(str(model)).stem if str(model).lower().endswith(".gguf") else str(model)
+        worker = GeneratorWorker(self.chat.load_model, str(model), self.settings.load_options())
+        worker.returned.connect(self._model_loaded)
+        worker.errored.connect(self._model_failed)
+        worker.finished.connect(self._load_finished)
+        self.loading = worker
+        self.status.set_loading(self.loading_name)
+        self._update_composer()
+        worker.start()
+        return worker
+
+    def _model_loaded(self, info: Any) -> None:
+        self.settings.set("app.last_model", info.path)
+        self.status.set_model(info.name, info.n_ctx)
+        for warning in getattr(info, "warnings", []) or []:
+            self.notice.show_message(warning)
+        self.model_loaded.emit(info)
+
+    def _model_failed(self, exc: BaseException) -> None:
+        message = _user_message(exc, self.tr)
+        self.status.set_model(self._model_name())
+        self.notice.show_message(self.tr("The model could not be loaded: {error}").format(error=message),
+                                 kind="error", action=self.tr("Choose another model"),
+                                 callback=self.show_model_picker)
+        self.model_load_failed.emit(message)
+
+    def _load_finished(self) -> None:
+        self.loading = None
+        self.loading_name = None
+        self._update_composer()
+        self.retranslate()
+
+    def _update_composer(self) -> None:
+        if self.loading is not None:
+            self.composer.set_disabled_reason(
+                self.tr("Loading {model}… you can type while you wait.").format(model=self.loading_name))
+        elif self.chat.loaded is None:
+            self.composer.set_disabled_reason(
+                self.tr("No model is loaded. Choose or download a model to start chatting."), offer_model=True)
+        else:
+            self.composer.set_disabled_reason(None)
+
+    def open_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.tr("Open a GGUF model"), str(Path.home()),
+                                              self.tr("GGUF models (*.gguf)"))
+        if path:
+            self.load_model(path)
+
+    # Dialogs -----------------------------------------------------------------------------
+    def show_model_picker(self) -> None:
+        from .modelpicker import ModelPicker
+
+        dialog = self._dialogs.get("models")
+        if dialog is None:
+            dialog = ModelPicker(self)
+            self._dialogs["models"] = dialog
+        dialog.refresh()
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def show_hardware(self) -> None:
+        from .hardware import HardwarePanel
+
+        dialog = self._dialogs.get("hardware")
+        if dialog is None:
+            dialog = HardwarePanel(self)
+            self._dialogs["hardware"] = dialog
+        dialog.show()
+        dialog.raise_()
+
+    def show_settings(self) -> None:
+        from engine import paths
+
+        dialog = self._dialogs.get("settings")
+        if dialog is not None and dialog.isVisible():
+            dialog.raise_()
+            return
+        dialog = SettingsDialog(self.settings, self, data_folder=str(paths.home()), estimator=self._estimate)
+        dialog.applied.connect(self.settings_changed)
+        self._dialogs["settings"] = dialog
+        dialog.open()
+
+    def _estimate(self, n_ctx: Any, n_gpu_layers: Any) -> None:
+        from .modelpicker import request_estimate
+
+        dialog = self._dialogs.get("settings")
+        if dialog is not None:
+            request_estimate(self, dialog, n_ctx, n_gpu_layers)
+
+    def settings_changed(self, keys: list[str]) -> None:
+        if "app.language" in keys:
+            i18n.install(self.settings.get("app.language"))
+        if "app.theme" in keys:
+            theme.apply(self.settings.get("app.theme"))
+        if "data_folder" in keys:
+            self.notice.show_message(self.tr("The new data folder is used from the next start."))
+        info = self.chat.loaded
+        if info is not None and any(k in keys for k in LOAD_KEYS) and self.reply is None:
+            self.load_model(info.path)
+
+    # Words -------------------------------------------------------------------------------
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("r1desk"))
+        name = self._model_name()
+        if self.loading_name:
+            self.model_button.setText(self.tr("Loading {model}…").format(model=self.loading_name))
+        else:
+            self.model_button.setText(name or self.tr("Choose a model"))
+        self.model_button.setIcon(theme.icon("model"))
+        self.model_button.setToolTip(self.tr("Models on this computer and recommended downloads"))
+        self.hardware_button.setIcon(theme.icon("hardware"))
+        self.hardware_button.setToolTip(self.tr("What this computer can run"))
+        self.settings_button.setIcon(theme.icon("settings"))
+        self.settings_button.setToolTip(self.tr("Settings (Ctrl+,)"))
+        self.notice.close_button.setToolTip(self.tr("Close"))
+        self._update_composer()
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() in (QEvent.Type.LanguageChange, QEvent.Type.PaletteChange):
+            self.retranslate()
+        super().changeEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        from . import workers
+
+        self.stop()
+        for worker in workers.running():
+            worker.quit()
+        workers.wait_for_all(5000)
+        super().closeEvent(event)
+
+
+def _user_message(exc: BaseException, tr) -> str:  # noqa: ANN001
+    """Words for an exception: an engine error's own line, or a short note for a bug."""
+    from engine.errors import R1deskError
+
+    if isinstance(exc, R1deskError):
+        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        return f"{exc}{hint}"
+    return tr("Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
+        kind=type(exc).__name__, error=str(exc)[:200])
