@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app.qt import Qt
 from tests.app.conftest import load
+from tests.support.models import tiny_r1_expected
 
 GREEDY = {"chat.temperature": 0.0, "chat.n_ctx": 1024}
 PARIS = "What is the capital of France? Answer in one word."
@@ -61,3 +60,87 @@ def test_escape_stops_a_reply_mid_way(make_window, smollm2, qtbot):
     assert not window.composer.generating
     saved = window.history.messages(window.current_id)[-1]
     assert saved.status == "cancelled" and saved.content == widget.text
+
+
+def click_conversation(qtbot, window, conversation_id):
+    item = next(i for i in window.sidebar.items() if i.data(Qt.ItemDataRole.UserRole) == conversation_id)
+    rect = window.sidebar.list.visualItemRect(item)
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+@pytest.mark.slow
+def test_tiny_r1_reasoning_streams_into_a_thinking_section(make_window, tiny_r1, qtbot):
+    window = make_window(**{**GREEDY, "chat.n_ctx": 512})
+    load(qtbot, window, tiny_r1)
+    reply = send(qtbot, window, "hi")
+    widget = reply.widget
+    seen = []
+    reply.worker.yielded.connect(
+        lambda e: seen.append((type(e).__name__, widget.thinking.state, widget.thinking.expanded)))
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    reasoning, answer = tiny_r1_expected()
+    assert widget.reasoning == reasoning
+    assert widget.text == answer
+    # While the reasoning streamed the section was open with its clock running...
+    thinking = [s for s in seen if s[0] == "ReasoningDelta"]
+    assert len(thinking) > 3 and all(state == "thinking" and open_ for _, state, open_ in thinking)
+    # ...and it folded away when the answer started.
+    answering = [s for s in seen if s[0] == "ContentDelta"]
+    assert answering and all(state == "done" and not open_ for _, state, open_ in answering)
+    assert widget.thinking.isVisible() and not widget.thinking.body.isVisible()
+    assert widget.thinking.seconds is not None
+    assert widget.thinking.button.text().startswith("Thought for")
+    qtbot.mouseClick(widget.thinking.button, Qt.MouseButton.LeftButton)
+    assert widget.thinking.body.isVisible()
+
+
+@pytest.mark.slow
+def test_switching_conversations_while_a_reply_streams(make_window, smollm2, qtbot):
+    window = make_window(**GREEDY, **{"chat.max_tokens": 80})
+    other = window.history.create_conversation("Earlier chat")
+    window.history.add_message(other, "user", "An earlier question")
+    window.history.add_message(other, "assistant", "An earlier **answer**")
+    window.sidebar.refresh()
+    load(qtbot, window, smollm2)
+    reply = send(qtbot, window, "Write a very long story about a dragon.")
+    qtbot.waitUntil(lambda: reply.message_id is not None and len("".join(reply.content)) > 20, timeout=120_000)
+    streaming_id = reply.conversation_id
+    click_conversation(qtbot, window, other)
+    assert window.current_id == other
+    assert [w.text for w in window.chat_view.messages] == ["An earlier question", "An earlier **answer**"]
+    assert window.reply is not None and reply.widget is None  # still generating, out of sight
+    click_conversation(qtbot, window, streaming_id)
+    assert window.current_id == streaming_id
+    attached = reply.widget
+    assert attached is not None and attached in window.chat_view.messages and attached.streaming
+    qtbot.waitUntil(lambda: window.reply is None, timeout=180_000)
+    saved = window.history.messages(streaming_id)[-1]
+    assert attached.text == saved.content and len(saved.content) > 20
+
+
+@pytest.mark.slow
+def test_history_is_there_after_a_restart(make_window, tiny_r1, qtbot):
+    first = make_window(**{**GREEDY, "chat.n_ctx": 512})
+    load(qtbot, first, tiny_r1)
+    send(qtbot, first, "hi there")
+    qtbot.waitUntil(lambda: first.reply is None, timeout=60_000)
+    conversation = first.current_id
+    make_window.close(first)
+
+    again = make_window(start=True)  # the next day: a new process would do the same
+    qtbot.waitUntil(lambda: again.chat.loaded is not None and again.loading is None, timeout=60_000)
+    assert again.chat.loaded.path == str(tiny_r1.resolve())  # the last model comes back
+    items = again.sidebar.items()
+    assert [i.text() for i in items] == ["hi there"]
+    click_conversation(qtbot, again, conversation)
+    user, answer = again.chat_view.messages
+    reasoning, text = tiny_r1_expected()
+    assert user.text == "hi there" and answer.text == text
+    assert answer.reasoning == reasoning, (answer.reasoning, again.history.messages(conversation))
+    assert not answer.thinking.isHidden() and not answer.thinking.expanded
+    assert answer.stats_label.text()
+    # Search finds it, in the answer's words.
+    again.sidebar.search.setText("answer")
+    hit = Qt.ItemDataRole.UserRole + 1
+    qtbot.waitUntil(lambda: any(i.data(hit) for i in again.sidebar.items()), timeout=5000)
+    assert [i.data(hit) for i in again.sidebar.items()] == [answer.message_id]
