@@ -106,6 +106,7 @@ def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
     n_ctx = options.n_ctx or min(trained, DEFAULT_MAX_CONTEXT)
     if n_ctx < 16:
         raise ModelLoadFailed(f"a context of {n_ctx} tokens is too small")
+    n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads the context to a multiple of 256
     return {
         "n_ctx": int(n_ctx),
         "n_threads": int(options.n_threads or default_threads()),
@@ -338,10 +339,11 @@ class ModelHost:
                     elif kind == "error":
                         finished = True
                         raise _ERRORS.get(msg[1], R1deskError)(msg[2])
-                    yield msg
                     if kind == "done":
                         finished = True
+                        yield msg
                         return
+                    yield msg
             finally:
                 if not finished:
                     self._abandon()

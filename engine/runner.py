@@ -85,6 +85,8 @@ class Runner:
             raise ModelLoadFailed(f"{path}: llama.cpp could not load the model ({exc})") from None
         llm = self.llm
         self._pieces.clear()
+        # llama.cpp may round the context up; the bindings' buffers keep the requested size.
+        self.n_ctx = min(llm.n_ctx(), len(llm.input_ids))
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
         bos = llm._model.token_get_text(bos_id) if bos_id >= 0 else ""
         eos = llm._model.token_get_text(eos_id) if eos_id >= 0 else ""
@@ -98,7 +100,7 @@ class Runner:
         md = llm.metadata
         self.info = {
             "path": path,
-            "n_ctx": llm.n_ctx(),
+            "n_ctx": self.n_ctx,
             "n_ctx_train": llm._model.n_ctx_train(),
             "n_vocab": llm.n_vocab(),
             "architecture": md.get("general.architecture", "unknown"),
@@ -140,7 +142,7 @@ class Runner:
     # Chat ---------------------------------------------------------------------------------
     def _fit(self, messages: list[dict[str, Any]], reserve: int, variables: dict[str, Any]):
         """Render the prompt, dropping the oldest turns until it fits with room to answer."""
-        n_ctx = self.llm.n_ctx()
+        n_ctx = self.n_ctx
         system = [m for m in messages if m["role"] == "system"][:1]
         turns = [m for m in messages if m["role"] != "system"]
         dropped = 0
@@ -184,7 +186,7 @@ class Runner:
         p = req["params"]
         budget = p.get("reasoning_budget")
         max_tokens = p.get("max_tokens")
-        n_ctx = llm.n_ctx()
+        n_ctx = self.n_ctx
         reserve = min(max_tokens or 1024, n_ctx // 4)
         variables = dict(req.get("template_vars") or {})
         prompt, tokens, dropped = self._fit(req["messages"], reserve, variables)
