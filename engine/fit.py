@@ -392,6 +392,13 @@ def estimate(
                 notes.append("no GPU this llama.cpp build can use: every layer stays in RAM")
             ngl = 0
         plan = _plan(shape, hardware, gpus, ngl, n_ctx, kv_type, flash_attn, n_ubatch, planning)
+    if not flash_attn:
+        without = compute_sizes(shape, n_ctx, flash_attn=False, n_ubatch=n_ubatch)
+        with_fa = compute_sizes(shape, n_ctx, flash_attn=True, n_ubatch=n_ubatch)
+        saved = (without.touched_in_ram() - with_fa.touched_in_ram()) if plan.mode == "cpu" else \
+            (without.reserved() - with_fa.reserved())
+        if saved >= 256 * MiB:
+            notes.append(f"flash attention would save about {saved / GiB:.1f} GiB at this context")
     plan.notes = notes + plan.notes
     if not plan.fits:
         plan.mode = "no_fit"
