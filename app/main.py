@@ -9,8 +9,9 @@ import logging.handlers
 import sys
 from typing import Any
 
-from . import i18n, theme
+from . import i18n, markdown, theme
 from .qt import QApplication, QByteArray, QLocalServer, QLocalSocket, QObject, QTimer, Signal
+from .workers import GeneratorWorker
 
 log = logging.getLogger("app")
 ACTIVATE = b"activate\n"
@@ -106,6 +107,7 @@ def build_window(*, chat: Any = None, history: Any = None) -> Any:
     settings = AppSettings(history.db)
     i18n.install(settings.get("app.language"))
     theme.apply(settings.get("app.theme"))
+    GeneratorWorker(markdown.warm_up).start()
     return MainWindow(chat, history, settings)
 
 

@@ -242,3 +242,10 @@ def highlight_html(code: str, language: str = "") -> str:
 
 def plain_code_html(code: str) -> str:
     return f"<pre>{html.escape(code.rstrip(chr(10)))}</pre>"
+
+
+def warm_up() -> None:
+    """Import Pygments and its common lexers ahead of time (a worker calls this at start-up), so
+    the first code block of a reply does not pause the stream while modules load."""
+    for language in ("python", "bash", "javascript", "json", "c", "cpp", "java", "rust", "go", "sql", "html"):
+        highlight_html("x = 1\n", language)

@@ -1,0 +1,191 @@
+"""The hardware panel: what r1desk found on this computer and what its llama.cpp can use, in plain words."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .qt import (
+    QDialog, QDialogButtonBox, QEvent, QLabel, QObject, QScrollArea, QVBoxLayout, QWidget, Qt, Signal,
+)
+from .statusbar import human_bytes
+from .workers import GeneratorWorker
+
+
+class HardwareProbe(QObject):
+    """Detects the hardware once, off the GUI thread, and hands the result to everyone who asks."""
+
+    ready = Signal(object)  # engine.hardware.Hardware
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.hardware: Any = None
+        self.error: str | None = None
+        self._worker: GeneratorWorker | None = None
+
+    def request(self, callback: Callable[[Any], None] | None = None) -> None:
+        if self.hardware is not None:
+            if callback is not None:
+                callback(self.hardware)
+            return
+        if callback is not None:
+            self.ready.connect(callback)
+        if self._worker is not None:
+            return
+        try:
+            from engine import hardware
+        except ImportError:
+            self.error = "engine.hardware is missing from this build"
+            self.failed.emit(self.error)
+            return
+        self._worker = GeneratorWorker(hardware.detect)
+        self._worker.returned.connect(self._done)
+        self._worker.errored.connect(lambda exc: self._fail(str(exc)))
+        self._worker.start()
+
+    def set(self, hardware: Any) -> None:
+        """Use a described machine instead of this one (screenshots, tests)."""
+        self.hardware = hardware
+        self.ready.emit(hardware)
+
+    def _done(self, hardware: Any) -> None:
+        self.hardware = hardware
+        self._worker = None
+        self.ready.emit(hardware)
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._worker = None
+        self.failed.emit(message)
+
+
+_probe: HardwareProbe | None = None
+
+
+def probe() -> HardwareProbe:
+    global _probe
+    if _probe is None:
+        _probe = HardwareProbe()
+    return _probe
+
+
+def gib(n: int | float | None) -> str:
+    return human_bytes(n or 0)
+
+
+def plain_words(hw: Any, tr: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(heading, text) pairs describing the machine for someone who is not a programmer."""
+    rows: list[tuple[str, str]] = []
+    cpu = hw.cpu
+    text = tr("{name}, {cores} cores ({threads} threads)").format(
+        name=cpu.name, cores=cpu.physical_cores, threads=cpu.logical_cores)
+    if cpu.flags:
+        text += "\n" + tr("Speed-ups llama.cpp uses on it: {flags}").format(flags=", ".join(cpu.flags))
+    rows.append((tr("Processor"), text))
+    memory = tr("{total} in all").format(total=gib(hw.ram_total))
+    if hw.ram_available is not None:
+        memory += tr(", {free} free right now").format(free=gib(hw.ram_available))
+    rows.append((tr("Memory (RAM)"), memory))
+    usable = {id(g) for g in hw.usable_gpus()}
+    if not hw.gpus:
+        rows.append((tr("Graphics card"), tr(
+            "None that r1desk can use was found. Models run on the processor and in RAM: "
+            "this works, just more slowly than on a graphics card.")))
+    for gpu in hw.gpus:
+        if gpu.unified:
+            size = tr("shares the {total} of RAM; up to {usable} of it can hold a model").format(
+                total=gib(gpu.total), usable=gib(gpu.working_set))
+        else:
+            size = tr("{total} of video memory, {free} free").format(total=gib(gpu.total), free=gib(gpu.free))
+        details = [size]
+        if gpu.driver:
+            details.append(tr("driver {version}").format(version=gpu.driver))
+        if gpu.cuda_version:
+            details.append(tr("CUDA {version}").format(version=gpu.cuda_version))
+        if gpu.compute_capability:
+            details.append(tr("compute capability {version}").format(version=gpu.compute_capability))
+        verdict = (tr("r1desk can run models on it.") if id(gpu) in usable
+                   else tr("Found, but this build of llama.cpp cannot use it (see the note below)."))
+        rows.append((tr("Graphics card"), f"{gpu.name}\n" + "; ".join(details) + "\n" + verdict))
+    build = hw.build
+    if build.gpu_offload:
+        engine = tr("Can use: {backends}.").format(backends=", ".join(build.backends))
+    else:
+        engine = tr("This build runs on the processor only ({backends}).").format(
+            backends=", ".join(build.backends) or "CPU")
+    if build.version:
+        engine += " " + tr("llama-cpp-python {version}.").format(version=build.version)
+    rows.append((tr("llama.cpp"), engine))
+    for note in hw.notes:
+        rows.append((tr("Note"), note))
+    return rows
+
+
+class HardwarePanel(QDialog):
+    def __init__(self, parent: QWidget | None = None, hw_probe: HardwareProbe | None = None):
+        super().__init__(parent)
+        self.setObjectName("HardwarePanel")
+        self.setMinimumSize(520, 420)
+        self.probe = hw_probe or probe()
+        layout = QVBoxLayout(self)
+        self.heading = QLabel(self)
+        self.heading.setObjectName("Heading")
+        layout.addWidget(self.heading)
+        self.intro = QLabel(self)
+        self.intro.setObjectName("Muted")
+        self.intro.setWordWrap(True)
+        layout.addWidget(self.intro)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        self.body = QWidget()
+        self.rows = QVBoxLayout(self.body)
+        self.rows.setAlignment(Qt.AlignmentFlag.AlignTop)
+        scroll.setWidget(self.body)
+        layout.addWidget(scroll, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.close)
+        self.close_button = buttons.button(QDialogButtonBox.StandardButton.Close)
+        layout.addWidget(buttons)
+        self.probe.failed.connect(self._failed)
+        self.retranslate()
+        self.probe.request(self._show)
+
+    def _clear(self) -> None:
+        while self.rows.count():
+            item = self.rows.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+
+    def _show(self, hw: Any) -> None:
+        self._clear()
+        for heading, text in plain_words(hw, self.tr):
+            title = QLabel(heading, self.body)
+            title.setObjectName("SectionTitle")
+            value = QLabel(text, self.body)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.rows.addWidget(title)
+            self.rows.addWidget(value)
+
+    def _failed(self, message: str) -> None:
+        self._clear()
+        label = QLabel(self.tr("The hardware could not be read: {error}").format(error=message), self.body)
+        label.setWordWrap(True)
+        self.rows.addWidget(label)
+
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("This computer"))
+        self.heading.setText(self.tr("What this computer can run"))
+        self.intro.setText(self.tr("r1desk looked at the processor, the memory and the graphics cards, "
+                                   "and at what its copy of llama.cpp can use."))
+        self.close_button.setText(self.tr("Close"))
+        if self.probe.hardware is not None:
+            self._show(self.probe.hardware)
+        elif self.probe.error is None:
+            self._clear()
+            self.rows.addWidget(QLabel(self.tr("Looking at this computer…"), self.body))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
