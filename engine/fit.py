@@ -628,7 +628,9 @@ def recommend(hardware: "Hardware", n_ctx: int = 8192, catalog: Any = None, *, k
                 ))
         if best is not None:
             choices.append(best)
-    choices.sort(key=lambda kc: (kc[0], kc[1].model_id))
+    # Ties go to the DeepSeek-R1 family: reasoning models are what r1desk is for.
+    family = {m.id: getattr(m, "family", "") for m in models}
+    choices.sort(key=lambda kc: (kc[0], family.get(kc[1].model_id) != "deepseek-r1", kc[1].model_id))
     ranked = [c for _, c in choices]
     return ranked[:limit] if limit else ranked
 
@@ -652,9 +654,9 @@ def _why(model: Any, quant: str, plan: Plan, hardware: "Hardware", tier: int, n_
     speed_en = f"about {tps:.0f} tokens/s" if tps >= 1 else "under 1 token/s"
     speed_zh = f"约每秒 {tps:.0f} 个词元" if tps >= 1 else "每秒不到 1 个词元"
     tight = quants.below_floor(quant)
-    q_en = (f"{quant} is below the usual Q4_K_M floor, the best this machine holds" if tight
+    q_en = (f"{quant} is below the usual Q4_K_M floor, the most of this model that fits" if tight
             else f"{quant} is the best quality that fits")
-    q_zh = (f"{quant} 低于通常的 Q4_K_M 质量底线，是这台机器能放下的最好版本" if tight
+    q_zh = (f"{quant} 低于通常的 Q4_K_M 质量底线，是这个模型能放下的最好版本" if tight
             else f"{quant} 是能放下的最高质量版本")
     ctx_k = f"{n_ctx // 1024}K" if n_ctx >= 1024 else str(n_ctx)
     if tier == TIER_GPU:

@@ -172,7 +172,9 @@ _PROFILE_ONLY = {"name", "description", "expect"}  # keys a hand-written profile
 
 
 def parse_size(value: Any) -> int | None:
-    """Bytes from an int or from text such as "16 GiB", "8GB", "512 MiB" (profiles are hand-written)."""
+    """Bytes from an int or from text such as "16 GiB", "8GB", "512 MiB" (profiles are hand-written).
+
+    Memory is sold in binary units, so "16 GB" of RAM or VRAM means 16 GiB here."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -180,9 +182,9 @@ def parse_size(value: Any) -> int | None:
     m = _SIZE_RE.match(str(value))
     if not m:
         raise ValueError(f"not a size: {value!r}")
-    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    number, unit = float(m.group(1)), m.group(2).upper()
     power = " KMGT".index(unit) if unit else 0
-    return int(number * (1024 if binary or unit else 1000) ** power)
+    return int(number * 1024**power)
 
 
 def _parse_bandwidth(value: Any) -> float | None:
@@ -191,8 +193,10 @@ def _parse_bandwidth(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    text = str(value).strip().lower().replace("/s", "")
-    return float(parse_size(text.upper()) or 0) or None
+    m = re.match(r"^\s*([\d.]+)\s*([KMGT]?)B?(?:/S)?\s*$", str(value).upper())
+    if not m:
+        raise ValueError(f"not a bandwidth: {value!r}")
+    return float(m.group(1)) * 1000 ** (" KMGT".index(m.group(2)) if m.group(2) else 0)
 
 
 def _build(cls, data: dict[str, Any]):
