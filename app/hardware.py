@@ -22,21 +22,22 @@ class HardwareProbe(QObject):
         self.hardware: Any = None
         self.error: str | None = None
         self._worker: GeneratorWorker | None = None
+        self._waiting: list[Callable[[Any], None]] = []
 
     def request(self, callback: Callable[[Any], None] | None = None) -> None:
+        """Call ``callback(hardware)`` once the hardware is known (at once when it already is)."""
         if self.hardware is not None:
             if callback is not None:
                 callback(self.hardware)
             return
         if callback is not None:
-            self.ready.connect(callback)
+            self._waiting.append(callback)
         if self._worker is not None:
             return
         try:
             from engine import hardware
         except ImportError:
-            self.error = "engine.hardware is missing from this build"
-            self.failed.emit(self.error)
+            self._fail("engine.hardware is missing from this build")
             return
         self._worker = GeneratorWorker(hardware.detect)
         self._worker.returned.connect(self._done)
@@ -45,17 +46,24 @@ class HardwareProbe(QObject):
 
     def set(self, hardware: Any) -> None:
         """Use a described machine instead of this one (screenshots, tests)."""
-        self.hardware = hardware
-        self.ready.emit(hardware)
+        self._done(hardware)
 
     def _done(self, hardware: Any) -> None:
         self.hardware = hardware
+        self.error = None
         self._worker = None
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            try:
+                callback(hardware)
+            except RuntimeError:  # its widget was closed meanwhile
+                pass
         self.ready.emit(hardware)
 
     def _fail(self, message: str) -> None:
         self.error = message
         self._worker = None
+        self._waiting = []
         self.failed.emit(message)
 
 
@@ -154,6 +162,7 @@ class HardwarePanel(QDialog):
         while self.rows.count():
             item = self.rows.takeAt(0)
             if item.widget() is not None:
+                item.widget().hide()
                 item.widget().deleteLater()
 
     def _show(self, hw: Any) -> None:

@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
         if self.loading is not None:
             return None
         self.loading_name = Path(str(model)).stem if str(model).lower().endswith(".gguf") else str(model)
-        worker = GeneratorWorker(self.chat.load_model, str(model), self.settings.load_options())
+        worker = GeneratorWorker(self._load_and_register, str(model), self.settings.load_options())
         worker.returned.connect(self._model_loaded)
         worker.errored.connect(self._model_failed)
         worker.finished.connect(self._load_finished)
@@ -369,6 +369,26 @@ class MainWindow(QMainWindow):
         self._update_composer()
         worker.start()
         return worker
+
+    def _load_and_register(self, model: str, options: Any) -> Any:
+        """In a worker: load the model, and list it in the library if it came from elsewhere."""
+        info = self.chat.load_model(model, options)
+        try:
+            from engine.errors import R1deskError
+            from engine.library import Library
+            from engine.storage import open_db
+        except ImportError:
+            return info
+        db = open_db()
+        try:
+            library = Library(db)
+            if library.by_path(info.path) is None:
+                library.register(info.path)
+        except R1deskError as exc:  # listing it is a convenience; the model is loaded anyway
+            log.info("could not add %s to the library: %s", info.path, exc)
+        finally:
+            db.conn.close()
+        return info
 
     def _model_loaded(self, info: Any) -> None:
         self.settings.set("app.last_model", info.path)

@@ -1,0 +1,865 @@
+"""Choosing a model: the ones on this computer, and recommended downloads with a fit badge, a
+small memory picture per device, and one-click download (progress, speed, time left, cancel)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from . import i18n, theme
+from .hardware import probe
+from .qt import (
+    QColor, QDialog, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QObject, QPainter, QPen,
+    QProgressBar, QPushButton, QRectF, QScrollArea, QSize, QSizePolicy, QTabWidget, QVBoxLayout, QWidget,
+    Qt, Signal,
+)
+from .statusbar import human_bytes
+from .workers import GeneratorWorker
+
+log = logging.getLogger(__name__)
+
+FIT_KINDS = ("gpu", "partial", "cpu", "too_large")
+
+
+def fit_kind(plan: Any) -> str:
+    """The badge for an engine.fit.Plan."""
+    if plan is None:
+        return "unknown"
+    if not plan.fits or plan.mode == "no_fit":
+        return "too_large"
+    return {"gpu": "gpu", "partial": "partial"}.get(plan.mode, "cpu")
+
+
+def badge_text(kind: str, tr) -> str:  # noqa: ANN001
+    return {
+        "gpu": tr("Fits on GPU"),
+        "partial": tr("Partly on GPU"),
+        "cpu": tr("CPU only"),
+        "too_large": tr("Too large"),
+    }.get(kind, tr("Unknown fit"))
+
+
+def duration_text(seconds: float | None, tr) -> str:  # noqa: ANN001
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return tr("{s} s").format(s=seconds)
+    if seconds < 3600:
+        return tr("{m} min {s} s").format(m=seconds // 60, s=seconds % 60)
+    return tr("{h} h {m} min").format(h=seconds // 3600, m=(seconds % 3600) // 60)
+
+
+def plan_text(plan: Any, tr) -> str:  # noqa: ANN001
+    """A plan in one translated sentence: where the model goes and how fast it should run."""
+    gb = human_bytes
+    if plan.mode == "gpu":
+        text = tr("All {n} layers on the GPU: {gpu} of video memory, {ram} of RAM.").format(
+            n=plan.n_layer, gpu=gb(plan.gpu_bytes), ram=gb(plan.ram_bytes))
+    elif plan.mode == "partial":
+        text = tr("{k} of {n} layers on the GPU ({gpu}), the rest in RAM ({ram}).").format(
+            k=plan.offloaded_layers, n=plan.n_layer, gpu=gb(plan.gpu_bytes), ram=gb(plan.ram_bytes))
+    elif plan.mode == "cpu":
+        text = tr("On the processor, in RAM: {ram}.").format(ram=gb(plan.ram_bytes))
+    else:
+        short = [d for d in plan.devices if not d.fits] or plan.devices
+        need = sum(d.total for d in short)
+        have = sum(d.budget or 0 for d in short)
+        text = tr("Does not fit: it needs {need}, and {have} can be used.").format(need=gb(need), have=gb(have))
+    if plan.fits and plan.tokens_per_second:
+        text += " " + tr("About {tps} tokens/s.").format(tps=f"{plan.tokens_per_second:.0f}")
+    return text
+
+
+# ---------------------------------------------------------------------------------------
+# The memory picture
+
+
+@dataclass
+class DeviceBar:
+    name: str
+    capacity: int  # what the device has
+    budget: int | None  # what the model may use on it
+    weights: int
+    kv: int
+    other: int
+
+    @property
+    def need(self) -> int:
+        return self.weights + self.kv + self.other
+
+
+def device_bars(plan: Any, hardware: Any) -> list[DeviceBar]:
+    bars = []
+    gpus = hardware.usable_gpus() if hardware is not None else []
+    for use in plan.devices:
+        if use.kind == "cpu":
+            capacity = hardware.ram_total if hardware is not None else (use.budget or use.total)
+        else:
+            index = int(use.device[-1]) if use.device[-1:].isdigit() else 0
+            gpu = gpus[index] if index < len(gpus) else None
+            capacity = (gpu.working_set or gpu.total) if gpu is not None else (use.budget or use.total)
+        bars.append(DeviceBar(use.device, int(capacity or 0), use.budget, use.weights, use.kv,
+                              use.compute + use.overhead))
+    return bars
+
+
+class MemoryPicture(QWidget):
+    """One bar per device: model weights, context (KV cache) and working memory, against what the
+    device has; a tick marks what r1desk lets a model use; red when it does not fit."""
+
+    ROW = 18
+    LEGEND = 20
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bars: list[DeviceBar] = []
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_bars(self, bars: list[DeviceBar]) -> None:
+        self.bars = bars
+        self.setFixedHeight(max(1, len(bars)) * (self.ROW + 4) + self.LEGEND + 4)
+        self._tooltip()
+        self.update()
+
+    def _tooltip(self) -> None:
+        lines = []
+        for bar in self.bars:
+            lines.append(self.tr("{device}: weights {w}, context {kv}, working memory {o}; has {cap}").format(
+                device=self._device_name(bar.name), w=human_bytes(bar.weights), kv=human_bytes(bar.kv),
+                o=human_bytes(bar.other), cap=human_bytes(bar.capacity)))
+        self.setToolTip("\n".join(lines))
+
+    def _device_name(self, name: str) -> str:
+        return self.tr("RAM") if name == "CPU" else name
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(320, max(1, len(self.bars)) * (self.ROW + 4) + self.LEGEND + 4)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        c = theme.colors()
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = painter.fontMetrics()
+        label_w = max([fm.horizontalAdvance(self._device_name(b.name)) for b in self.bars] + [30]) + 8
+        width = self.width() - label_w - 70
+        y = 2
+        for bar in self.bars:
+            painter.setPen(QColor(c["muted"]))
+            painter.drawText(QRectF(0, y, label_w, self.ROW), Qt.AlignmentFlag.AlignVCenter,
+                             self._device_name(bar.name))
+            scale = max(bar.capacity, bar.need, 1)
+            x0 = float(label_w)
+            track = QRectF(x0, y + 3, width, self.ROW - 6)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(c["mem_free"]))
+            painter.drawRoundedRect(track, 4, 4)
+            x = x0
+            for amount, colour in ((bar.weights, c["mem_weights"]), (bar.kv, c["mem_kv"]),
+                                   (bar.other, c["mem_other"])):
+                w = width * amount / scale
+                if w > 0:
+                    painter.setBrush(QColor(colour))
+                    painter.drawRect(QRectF(x, y + 3, w, self.ROW - 6))
+                    x += w
+            fits = bar.budget is None or bar.need <= bar.budget
+            if bar.budget:
+                bx = x0 + width * min(bar.budget, scale) / scale
+                painter.setPen(QPen(QColor(c["text"]), 1.5))
+                painter.drawLine(int(bx), int(y + 1), int(bx), int(y + self.ROW - 1))
+            if not fits:
+                painter.setPen(QPen(QColor(c["too_large"]), 2))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRoundedRect(track, 4, 4)
+            painter.setPen(QColor(c["muted"] if fits else c["too_large"]))
+            painter.drawText(QRectF(x0 + width + 6, y, 64, self.ROW), Qt.AlignmentFlag.AlignVCenter,
+                             f"{bar.need / 1024**3:.1f}/{bar.capacity / 1024**3:.0f} GB")
+            y += self.ROW + 4
+        # Legend
+        lx = float(label_w)
+        for name, colour in ((self.tr("weights"), c["mem_weights"]), (self.tr("context"), c["mem_kv"]),
+                             (self.tr("working memory"), c["mem_other"])):
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(colour))
+            painter.drawRect(QRectF(lx, y + 6, 8, 8))
+            painter.setPen(QColor(c["muted"]))
+            painter.drawText(QRectF(lx + 11, y, 160, self.LEGEND), Qt.AlignmentFlag.AlignVCenter, name)
+            lx += 11 + fm.horizontalAdvance(name) + 14
+        if any(bar.budget for bar in self.bars):
+            name = self.tr("limit r1desk keeps to")
+            painter.setPen(QPen(QColor(c["text"]), 1.5))
+            painter.drawLine(int(lx + 4), int(y + 4), int(lx + 4), int(y + 16))
+            painter.setPen(QColor(c["muted"]))
+            painter.drawText(QRectF(lx + 11, y, 200, self.LEGEND), Qt.AlignmentFlag.AlignVCenter, name)
+        painter.end()
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self._tooltip()
+            self.update()
+        super().changeEvent(event)
+
+
+class FitBadge(QLabel):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Badge")
+        self.kind = "unknown"
+
+    def set_kind(self, kind: str) -> None:
+        self.kind = kind
+        self.setProperty("fit", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        self.setText(badge_text(self.kind, self.tr))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+# ---------------------------------------------------------------------------------------
+# Downloads
+
+
+class DownloadJob(QObject):
+    """One pull (download, verify, register) running in a worker; outlives the dialog that started it."""
+
+    progress = Signal(object)  # engine.events.Progress
+    done = Signal(object)  # engine.library.Model
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, repo: str, filename: str | None, label: str, parent: QObject | None = None):
+        super().__init__(parent)
+        from engine.download import Pull
+
+        self.repo = repo
+        self.filename = filename
+        self.label = label
+        self.pull = Pull(repo, filename=filename)
+        self.last: Any = None
+        self.model: Any = None
+        self.error: str | None = None
+        self.state = "running"  # running | done | failed | cancelled
+        self.worker = GeneratorWorker(self._run, cancel=self.pull.cancel)
+        self.worker.yielded.connect(self._progress)
+        self.worker.returned.connect(self._done)
+        self.worker.errored.connect(self._failed)
+
+    def _run(self):
+        yield from self.pull
+        return self.pull.model
+
+    def start(self) -> DownloadJob:
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        self.worker.quit()
+
+    def _progress(self, event: Any) -> None:
+        self.last = event
+        self.progress.emit(event)
+
+    def _done(self, model: Any) -> None:
+        self.state = "done"
+        self.model = model
+        self.done.emit(model)
+
+    def _failed(self, exc: BaseException) -> None:
+        from engine.errors import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self.state = "cancelled"
+            self.cancelled.emit()
+            return
+        from .window import _user_message
+
+        self.state = "failed"
+        self.error = _user_message(exc, lambda s: i18n.translate("MainWindow", s))
+        self.failed.emit(self.error)
+
+
+class Downloads(QObject):
+    """The downloads running now, by (repo, file), shared by the picker and the first-run dialog."""
+
+    started = Signal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.jobs: dict[tuple[str, str | None], DownloadJob] = {}
+
+    def get(self, repo: str, filename: str | None) -> DownloadJob | None:
+        job = self.jobs.get((repo, filename))
+        return job if job is not None and job.state == "running" else None
+
+    def start(self, repo: str, filename: str | None, label: str) -> DownloadJob:
+        running = self.get(repo, filename)
+        if running is not None:
+            return running
+        job = DownloadJob(repo, filename, label, self)
+        self.jobs[(repo, filename)] = job
+        self.started.emit(job)
+        return job.start()
+
+    def cancel_all(self) -> None:
+        for job in self.jobs.values():
+            if job.state == "running":
+                job.cancel()
+
+
+_downloads: Downloads | None = None
+
+
+def downloads() -> Downloads:
+    global _downloads
+    if _downloads is None:
+        _downloads = Downloads()
+    return _downloads
+
+
+class DownloadRow(QWidget):
+    """Progress bar, figures (done of total, speed, time left) and Cancel for one DownloadJob."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.bar = QProgressBar(self)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedHeight(10)
+        self.cancel_button = QPushButton(self)
+        self.cancel_button.clicked.connect(self._cancel)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        self.figures = QLabel(self)
+        self.figures.setObjectName("Muted")
+        layout.addWidget(self.figures)
+        self.job: DownloadJob | None = None
+        self.retranslate()
+
+    def bind(self, job: DownloadJob) -> None:
+        self.job = job
+        job.progress.connect(self.show_progress)
+        if job.last is not None:
+            self.show_progress(job.last)
+        else:
+            self.bar.setRange(0, 0)
+            self.figures.setText(self.tr("Starting…"))
+
+    def show_progress(self, event: Any) -> None:
+        if event.total:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * min(1.0, event.done / event.total)))
+            parts = [self.tr("{done} of {total}").format(done=human_bytes(event.done),
+                                                         total=human_bytes(event.total))]
+            if event.speed:
+                parts.append(self.tr("{speed}/s").format(speed=human_bytes(event.speed)))
+            left = duration_text(event.eta, self.tr)
+            if left:
+                parts.append(self.tr("{time} left").format(time=left))
+            self.figures.setText(" · ".join(parts))
+        else:
+            self.bar.setRange(0, 0)
+            self.figures.setText(self.tr("Contacting the download server…"))
+
+    def _cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def retranslate(self) -> None:
+        self.cancel_button.setText(self.tr("Cancel"))
+        if self.job is not None and self.job.last is not None:
+            self.show_progress(self.job.last)
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+# ---------------------------------------------------------------------------------------
+# Cards
+
+
+@dataclass
+class Offer:
+    """A model the picker can offer for download, with its plan on this machine."""
+
+    model_id: str
+    name: str
+    repo: str
+    quant: str
+    files: list[str]
+    size: int
+    size_estimated: bool
+    plan: Any
+    why_en: str = ""
+    why_zh: str = ""
+    recommended: bool = False
+    reasoning: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.quant}"
+
+
+def offers(hardware: Any, n_ctx: int = 8192) -> list[Offer]:
+    """Every catalog model: the recommended choices ranked first, then those too large here."""
+    from engine import catalog as catalog_mod
+    from engine import fit
+
+    cat = catalog_mod.load()
+    choices = fit.recommend(hardware, n_ctx, cat)
+    by_id = {m.id: m for m in cat.models}
+    out = []
+    for i, c in enumerate(choices):
+        model = by_id.get(c.model_id)
+        out.append(Offer(c.model_id, c.name, c.repo, c.quant, list(c.files), c.size, c.size_estimated, c.plan,
+                         c.why_en, c.why_zh, recommended=i == 0,
+                         reasoning=bool(getattr(model, "reasoning", False))))
+    chosen = {c.model_id for c in choices}
+    for model in cat.models:
+        if model.id in chosen or not model.quants:
+            continue
+        smallest = min(model.quants, key=lambda q: q.size)
+        shape = fit.ModelShape.from_info(catalog_mod.info_for(model, smallest.quant))
+        shape.file_size = smallest.size
+        plan = fit.estimate(shape, n_ctx=fit.context_for(shape, n_ctx), hardware=hardware, planning=True)
+        out.append(Offer(model.id, model.name, model.repo, smallest.quant, smallest.names, smallest.size,
+                         smallest.estimated, plan, reasoning=bool(model.reasoning)))
+    return out
+
+
+class OfferCard(QFrame):
+    """A recommended download: name, size, fit badge, memory picture, why, Download."""
+
+    download_requested = Signal(object)
+
+    def __init__(self, offer: Offer, hardware: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Card")
+        self.offer = offer
+        self.setProperty("recommended", offer.recommended)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 10)
+        top = QHBoxLayout()
+        self.title = QLabel(offer.label, self)
+        self.title.setObjectName("CardTitle")
+        self.badge = FitBadge(self)
+        self.badge.set_kind(fit_kind(offer.plan))
+        self.star = QLabel(self)
+        self.star.setObjectName("Badge")
+        self.star.setProperty("fit", "gpu" if offer.recommended else "")
+        self.star.setVisible(offer.recommended)
+        top.addWidget(self.title)
+        top.addWidget(self.badge)
+        top.addWidget(self.star)
+        top.addStretch(1)
+        self.download_button = QPushButton(self)
+        self.download_button.setObjectName("Primary")
+        self.download_button.setIcon(theme.icon("download", "accent_text"))
+        self.download_button.clicked.connect(lambda: self.download_requested.emit(self.offer))
+        self.download_button.setEnabled(fit_kind(offer.plan) != "too_large")
+        top.addWidget(self.download_button)
+        layout.addLayout(top)
+        self.facts = QLabel(self)
+        self.facts.setObjectName("Muted")
+        self.facts.setWordWrap(True)
+        layout.addWidget(self.facts)
+        self.memory = MemoryPicture(self)
+        self.memory.set_bars(device_bars(offer.plan, hardware))
+        layout.addWidget(self.memory)
+        self.why = QLabel(self)
+        self.why.setWordWrap(True)
+        layout.addWidget(self.why)
+        self.progress = DownloadRow(self)
+        self.progress.setVisible(False)
+        layout.addWidget(self.progress)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        self.status.setVisible(False)
+        layout.addWidget(self.status)
+        self.job: DownloadJob | None = None
+        self.retranslate()
+
+    def bind(self, job: DownloadJob) -> None:
+        self.job = job
+        self.progress.bind(job)
+        self.progress.setVisible(True)
+        self.download_button.setVisible(False)
+        self.status.setVisible(False)
+        job.done.connect(self._done)
+        job.failed.connect(self._failed)
+        job.cancelled.connect(self._cancelled)
+
+    def _finished(self) -> None:
+        self.progress.setVisible(False)
+        self.download_button.setVisible(True)
+        self.status.setVisible(True)
+
+    def _done(self, model: Any) -> None:
+        self._finished()
+        self.download_button.setVisible(False)
+        self.status.setText(self.tr("Downloaded and checked. Loading it…"))
+
+    def _failed(self, message: str) -> None:
+        self._finished()
+        self.status.setText(self.tr("The download failed: {error}").format(error=message))
+
+    def _cancelled(self) -> None:
+        self._finished()
+        self.status.setText(self.tr("Download stopped. Click Download to continue where it stopped."))
+
+    def retranslate(self) -> None:
+        offer = self.offer
+        size = human_bytes(offer.size)
+        facts = [(self.tr("about {size}") if offer.size_estimated else "{size}").format(size=size)]
+        if offer.reasoning:
+            facts.append(self.tr("thinks before answering"))
+        self.facts.setText(" · ".join(facts))
+        self.title.setToolTip(self.tr("From {repo}").format(repo=offer.repo))
+        self.star.setText(self.tr("Recommended"))
+        self.download_button.setText(self.tr("Download"))
+        why = offer.why_zh if i18n.current() == "zh_CN" and offer.why_zh else offer.why_en
+        self.why.setText(why or plan_text(offer.plan, self.tr))
+        self.download_button.setToolTip(self.tr("Download {name} ({size}) and load it").format(
+            name=offer.label, size=size))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+class LocalModelRow(QFrame):
+    """A model already on this computer, with Load."""
+
+    load_requested = Signal(str)
+
+    def __init__(self, model: Any, loaded_path: str | None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Card")
+        self.model = model
+        self.loaded = loaded_path is not None and model.path == loaded_path
+        row = QHBoxLayout(self)
+        row.setContentsMargins(14, 8, 14, 8)
+        text = QVBoxLayout()
+        self.title = QLabel(model.name, self)
+        self.title.setObjectName("CardTitle")
+        self.facts = QLabel(self)
+        self.facts.setObjectName("Muted")
+        self.facts.setWordWrap(True)
+        text.addWidget(self.title)
+        text.addWidget(self.facts)
+        row.addLayout(text, 1)
+        self.load_button = QPushButton(self)
+        self.load_button.setObjectName("Primary")
+        self.load_button.clicked.connect(lambda: self.load_requested.emit(self.model.path))
+        self.load_button.setEnabled(model.status == "ready" and not self.loaded)
+        row.addWidget(self.load_button)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        m = self.model
+        facts = [x for x in (m.quant, human_bytes(m.size) if m.size else None, m.architecture) if x]
+        origins = {"hub": self.tr("downloaded"), "hf": self.tr("Hugging Face cache"),
+                   "lmstudio": self.tr("LM Studio"), "ollama": self.tr("Ollama"),
+                   "quantized": self.tr("made by r1desk")}
+        if m.origin in origins:
+            facts.append(origins[m.origin])
+        if m.status == "missing":
+            facts.append(self.tr("the file is missing"))
+        elif m.status == "corrupt":
+            facts.append(self.tr("the file is damaged"))
+        self.facts.setText(" · ".join(facts) + "\n" + m.path)
+        self.load_button.setText(self.tr("Loaded") if self.loaded else self.tr("Load"))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+def _scroll_list(parent: QWidget) -> tuple[QScrollArea, QVBoxLayout]:
+    scroll = QScrollArea(parent)
+    scroll.setWidgetResizable(True)
+    body = QWidget()
+    layout = QVBoxLayout(body)
+    layout.setAlignment(Qt.AlignmentFlag.AlignTop)
+    layout.setSpacing(8)
+    scroll.setWidget(body)
+    return scroll, layout
+
+
+def _clear(layout: QVBoxLayout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        if item.widget() is not None:
+            item.widget().hide()
+            item.widget().deleteLater()
+
+
+class ModelPicker(QDialog):
+    """Models on this computer, and recommended downloads that fit it."""
+
+    def __init__(self, window: Any):
+        super().__init__(window)
+        self.window_ = window
+        self.setObjectName("ModelPicker")
+        self.resize(820, 680)
+        self.hardware: Any = None
+        self.offers: list[Offer] = []
+        self.cards: list[OfferCard] = []
+        self._offer_worker: GeneratorWorker | None = None
+        self._scan_worker: GeneratorWorker | None = None
+        layout = QVBoxLayout(self)
+        self.heading = QLabel(self)
+        self.heading.setObjectName("Heading")
+        layout.addWidget(self.heading)
+        self.machine = QLabel(self)
+        self.machine.setObjectName("Muted")
+        self.machine.setWordWrap(True)
+        layout.addWidget(self.machine)
+        self.tabs = QTabWidget(self)
+        layout.addWidget(self.tabs, 1)
+        # On this computer
+        local = QWidget()
+        local_layout = QVBoxLayout(local)
+        buttons = QHBoxLayout()
+        self.scan_button = QPushButton(local)
+        self.scan_button.setIcon(theme.icon("search"))
+        self.scan_button.clicked.connect(self.scan)
+        self.open_button = QPushButton(local)
+        self.open_button.setIcon(theme.icon("folder"))
+        self.open_button.clicked.connect(window.open_model_file)
+        buttons.addWidget(self.scan_button)
+        buttons.addWidget(self.open_button)
+        buttons.addStretch(1)
+        local_layout.addLayout(buttons)
+        self.local_note = QLabel(local)
+        self.local_note.setObjectName("Muted")
+        self.local_note.setWordWrap(True)
+        local_layout.addWidget(self.local_note)
+        scroll, self.local_list = _scroll_list(local)
+        local_layout.addWidget(scroll, 1)
+        self.tabs.addTab(local, "")
+        # Downloads
+        remote = QWidget()
+        remote_layout = QVBoxLayout(remote)
+        custom = QHBoxLayout()
+        self.repo_edit = QLineEdit(remote)
+        self.repo_edit.returnPressed.connect(self._download_custom)
+        self.repo_button = QPushButton(remote)
+        self.repo_button.clicked.connect(self._download_custom)
+        custom.addWidget(self.repo_edit, 1)
+        custom.addWidget(self.repo_button)
+        remote_layout.addLayout(custom)
+        self.custom_progress = DownloadRow(remote)
+        self.custom_progress.setVisible(False)
+        remote_layout.addWidget(self.custom_progress)
+        self.custom_status = QLabel(remote)
+        self.custom_status.setWordWrap(True)
+        self.custom_status.setVisible(False)
+        remote_layout.addWidget(self.custom_status)
+        scroll, self.offer_list = _scroll_list(remote)
+        remote_layout.addWidget(scroll, 1)
+        self.tabs.addTab(remote, "")
+        self.retranslate()
+        probe().request(self._hardware_ready)
+
+    # Local models ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        _clear(self.local_list)
+        try:
+            from engine.library import Library
+        except ImportError:
+            self.local_note.setText(self.tr("The model library is missing from this build."))
+            return
+        models = Library(self.window_.history.db).list(refresh=True)
+        loaded = self.window_.chat.loaded
+        loaded_path = loaded.path if loaded is not None else None
+        for model in models:
+            row = LocalModelRow(model, loaded_path, self)
+            row.load_requested.connect(self._load)
+            self.local_list.addWidget(row)
+        self.local_note.setText(
+            self.tr("{n} models on this computer.").format(n=len(models)) if models else
+            self.tr("No models yet. Download one from the Download tab, look for models other apps "
+                    "(LM Studio, Ollama, Hugging Face) already downloaded, or open a GGUF file."))
+        if not models:
+            self.tabs.setCurrentIndex(1)
+
+    def _load(self, path: str) -> None:
+        if self.window_.load_model(path) is not None:
+            self.refresh()
+
+    def scan(self) -> None:
+        if self._scan_worker is not None:
+            return
+
+        def scan_library():
+            from engine.library import Library
+            from engine.storage import open_db
+
+            db = open_db()
+            try:
+                return Library(db).scan()
+            finally:
+                db.conn.close()
+
+        self._scan_worker = GeneratorWorker(scan_library)
+        self._scan_worker.returned.connect(self._scanned)
+        self._scan_worker.errored.connect(lambda exc: self.local_note.setText(str(exc)))
+        self._scan_worker.finished.connect(self._scan_finished)
+        self.scan_button.setEnabled(False)
+        self.local_note.setText(self.tr("Looking for GGUF models on this computer…"))
+        self._scan_worker.start()
+
+    def _scanned(self, report: Any) -> None:
+        self.refresh()
+        self.local_note.setText(self.tr("Found {added} new models; {missing} are missing.").format(
+            added=len(report.added), missing=len(report.missing)))
+
+    def _scan_finished(self) -> None:
+        self._scan_worker = None
+        self.scan_button.setEnabled(True)
+
+    # Recommended downloads ---------------------------------------------------------------
+    def _hardware_ready(self, hardware: Any) -> None:
+        self.hardware = hardware
+        self._describe_machine()
+        n_ctx = self.window_.settings.get("chat.n_ctx") or 8192
+        self._offer_worker = GeneratorWorker(offers, hardware, n_ctx)
+        self._offer_worker.returned.connect(self._show_offers)
+        self._offer_worker.errored.connect(
+            lambda exc: self.offer_list.addWidget(QLabel(self.tr("Recommendations are not available: {error}")
+                                                         .format(error=exc))))
+        self._offer_worker.start()
+
+    def _show_offers(self, found: list[Offer]) -> None:
+        self.offers = found
+        _clear(self.offer_list)
+        self.cards = []
+        for offer in found:
+            card = OfferCard(offer, self.hardware, self)
+            card.download_requested.connect(self.download)
+            job = downloads().get(offer.repo, offer.files[0] if offer.files else None)
+            if job is not None:
+                card.bind(job)
+            self.offer_list.addWidget(card)
+            self.cards.append(card)
+
+    def download(self, offer: Offer) -> DownloadJob:
+        job = downloads().start(offer.repo, offer.files[0] if offer.files else None, offer.label)
+        for card in self.cards:
+            if card.offer is offer:
+                card.bind(job)
+        job.done.connect(self._downloaded)
+        return job
+
+    def _download_custom(self) -> None:
+        spec = self.repo_edit.text().strip()
+        if not spec:
+            return
+        repo, _, name = spec.partition(" ")
+        job = downloads().start(repo, name.strip() or None, spec)
+        self.custom_progress.bind(job)
+        self.custom_progress.setVisible(True)
+        self.custom_status.setVisible(False)
+        job.done.connect(self._downloaded)
+        job.failed.connect(self._custom_failed)
+        job.cancelled.connect(lambda: self.custom_progress.setVisible(False))
+        job.done.connect(lambda _m: self.custom_progress.setVisible(False))
+
+    def _custom_failed(self, message: str) -> None:
+        self.custom_progress.setVisible(False)
+        self.custom_status.setText(self.tr("The download failed: {error}").format(error=message))
+        self.custom_status.setVisible(True)
+
+    def _downloaded(self, model: Any) -> None:
+        self.refresh()
+        self.window_.load_model(model.path)
+
+    def _describe_machine(self) -> None:
+        hw = self.hardware
+        if hw is None:
+            self.machine.setText(self.tr("Looking at this computer…"))
+            return
+        gpus = hw.usable_gpus()
+        if gpus:
+            gpu = ", ".join(f"{g.name} ({human_bytes(g.working_set or g.total)})" for g in gpus)
+            self.machine.setText(self.tr("This computer: {ram} of RAM, graphics: {gpu}.").format(
+                ram=human_bytes(hw.ram_total), gpu=gpu))
+        else:
+            self.machine.setText(self.tr("This computer: {ram} of RAM, no graphics card r1desk can use, "
+                                         "so models run on the processor.").format(ram=human_bytes(hw.ram_total)))
+
+    # Words -------------------------------------------------------------------------------
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Models"))
+        self.heading.setText(self.tr("Choose a model"))
+        self.tabs.setTabText(0, self.tr("On this computer"))
+        self.tabs.setTabText(1, self.tr("Download"))
+        self.scan_button.setText(self.tr("Find models from other apps"))
+        self.open_button.setText(self.tr("Open a GGUF file…"))
+        self.repo_edit.setPlaceholderText(self.tr("Or type a model repository, e.g. bartowski/Qwen_Qwen3-4B-GGUF"))
+        self.repo_button.setText(self.tr("Download"))
+        self._describe_machine()
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+# ---------------------------------------------------------------------------------------
+# The settings dialog's live estimate
+
+
+_estimates: dict[int, GeneratorWorker] = {}
+
+
+def request_estimate(window: Any, dialog: Any, n_ctx: Any, n_gpu_layers: Any) -> None:
+    """Estimate memory for the loaded (or last) model with these settings; show it in the dialog."""
+    info = window.chat.loaded
+    path = info.path if info is not None else window.settings.get("app.last_model")
+    tr = dialog.tr
+    if not path:
+        dialog.show_estimate(tr("Load a model to see how much memory these settings need."))
+        return
+
+    def compute(hardware: Any):
+        from engine import fit
+        from engine.host import LoadOptions, resolve_options
+        from engine.modelfile import read_header
+
+        header = read_header(path)
+        ctx = resolve_options(header, LoadOptions(n_ctx=n_ctx))["n_ctx"]
+        return ctx, fit.estimate(header, n_ctx=ctx, hardware=hardware, n_gpu_layers=n_gpu_layers)
+
+    def show(result: Any) -> None:
+        ctx, plan = result
+        try:
+            dialog.show_estimate(tr("With {ctx} tokens of context: {plan}").format(
+                ctx=f"{ctx:,}", plan=plan_text(plan, tr)))
+        except RuntimeError:  # the dialog was closed meanwhile
+            pass
+
+    def start(hardware: Any) -> None:
+        worker = GeneratorWorker(compute, hardware)
+        worker.returned.connect(show)
+        worker.errored.connect(lambda exc: dialog.show_estimate(str(exc)))
+        worker.finished.connect(lambda: _estimates.pop(id(worker), None))
+        _estimates[id(worker)] = worker
+        worker.start()
+
+    probe().request(start)
