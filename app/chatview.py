@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from . import theme
+from .i18n import translate
 from .markdown import (
     BlockSplitter, CodeClose, CodeLine, CodeOpen, CodePartial, Op, Tail, TextBlock, highlight_html,
     split_all,
@@ -427,29 +428,29 @@ class ThinkingSection(QWidget):
         super().changeEvent(event)
 
 
-def stats_text(stats: dict[str, Any], tr) -> str:  # noqa: ANN001 - tr is a bound QObject.tr
+def stats_text(stats: dict[str, Any]) -> str:
     """One line of figures for a reply's footer."""
     parts = []
     tokens = stats.get("completion_tokens")
     if tokens:
-        parts.append(tr("{n} tokens").format(n=tokens))
+        parts.append(translate("Stats", "{n} tokens").format(n=tokens))
     tps = stats.get("tokens_per_second")
     if tps:
-        parts.append(tr("{tps} tokens/s").format(tps=f"{tps:.1f}"))
+        parts.append(translate("Stats", "{tps} tokens/s").format(tps=f"{tps:.1f}"))
     ttft = stats.get("ttft_ms")
     if ttft is not None:
-        parts.append(tr("first token {seconds} s").format(seconds=f"{ttft / 1000:.2f}"))
+        parts.append(translate("Stats", "first token {seconds} s").format(seconds=f"{ttft / 1000:.2f}"))
     total = stats.get("total_seconds")
     if total:
-        parts.append(tr("{seconds} s in all").format(seconds=f"{total:.1f}"))
+        parts.append(translate("Stats", "{seconds} s in all").format(seconds=f"{total:.1f}"))
     dropped = stats.get("dropped_turns")
     if dropped:
-        parts.append(tr("{n} earlier messages left out to fit the context").format(n=dropped))
+        parts.append(translate("Stats", "{n} earlier messages left out to fit the context").format(n=dropped))
     reason = stats.get("finish_reason")
     if reason == "cancelled":
-        parts.append(tr("stopped"))
+        parts.append(translate("Stats", "stopped"))
     elif reason == "length":
-        parts.append(tr("cut off at the length limit"))
+        parts.append(translate("Stats", "cut off at the length limit"))
     return " · ".join(parts)
 
 
@@ -677,7 +678,7 @@ class MessageWidget(QFrame):
         if self.editor is not None:
             self._cancel_edit.setText(self.tr("Cancel"))
             self._send_edit.setText(self.tr("Send"))
-        self.stats_label.setText(stats_text(self.stats, self.tr) if self.stats else "")
+        self.stats_label.setText(stats_text(self.stats) if self.stats else "")
         notice = ""
         if self.status == "error":
             notice = self.tr("The reply failed: {error}").format(error=self.error or self.tr("unknown error"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .hardware import plain_words, probe
+from .i18n import translate
 from .modelpicker import LocalModelRow, Offer, OfferCard, downloads, offers
 from .qt import QDialog, QEvent, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout, QWidget
 from .workers import GeneratorWorker
@@ -202,8 +203,10 @@ class FirstRunDialog(QDialog):
         if hw is None:
             self.machine.setText(self.tr("Looking at this computer…"))
             return
-        rows = plain_words(hw, self.tr)
-        keep = [r for r in rows if r[0] in (self.tr("Processor"), self.tr("Memory (RAM)"), self.tr("Graphics card"))]
+        rows = plain_words(hw)
+        wanted = (translate("Hardware", "Processor"), translate("Hardware", "Memory (RAM)"),
+                  translate("Hardware", "Graphics card"))
+        keep = [r for r in rows if r[0] in wanted]
         self.machine.setText("\n".join(f"{heading}: {text.splitlines()[0]}" for heading, text in keep))
 
     def retranslate(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .i18n import translate
 from .qt import (
     QDialog, QDialogButtonBox, QEvent, QLabel, QObject, QScrollArea, QVBoxLayout, QWidget, Qt, Signal,
 )
@@ -81,51 +82,51 @@ def gib(n: int | float | None) -> str:
     return human_bytes(n or 0)
 
 
-def plain_words(hw: Any, tr: Callable[[str], str]) -> list[tuple[str, str]]:
+def plain_words(hw: Any) -> list[tuple[str, str]]:
     """(heading, text) pairs describing the machine for someone who is not a programmer."""
     rows: list[tuple[str, str]] = []
     cpu = hw.cpu
-    text = tr("{name}, {cores} cores ({threads} threads)").format(
+    text = translate("Hardware", "{name}, {cores} cores ({threads} threads)").format(
         name=cpu.name, cores=cpu.physical_cores, threads=cpu.logical_cores)
     if cpu.flags:
-        text += "\n" + tr("Speed-ups llama.cpp uses on it: {flags}").format(flags=", ".join(cpu.flags))
-    rows.append((tr("Processor"), text))
-    memory = tr("{total} in all").format(total=gib(hw.ram_total))
+        text += "\n" + translate("Hardware", "Speed-ups llama.cpp uses on it: {flags}").format(flags=", ".join(cpu.flags))
+    rows.append((translate("Hardware", "Processor"), text))
+    memory = translate("Hardware", "{total} in all").format(total=gib(hw.ram_total))
     if hw.ram_available is not None:
-        memory += tr(", {free} free right now").format(free=gib(hw.ram_available))
-    rows.append((tr("Memory (RAM)"), memory))
+        memory += translate("Hardware", ", {free} free right now").format(free=gib(hw.ram_available))
+    rows.append((translate("Hardware", "Memory (RAM)"), memory))
     usable = {id(g) for g in hw.usable_gpus()}
     if not hw.gpus:
-        rows.append((tr("Graphics card"), tr(
+        rows.append((translate("Hardware", "Graphics card"), translate("Hardware", 
             "None that r1desk can use was found. Models run on the processor and in RAM: "
             "this works, just more slowly than on a graphics card.")))
     for gpu in hw.gpus:
         if gpu.unified:
-            size = tr("shares the {total} of RAM; up to {usable} of it can hold a model").format(
+            size = translate("Hardware", "shares the {total} of RAM; up to {usable} of it can hold a model").format(
                 total=gib(gpu.total), usable=gib(gpu.working_set))
         else:
-            size = tr("{total} of video memory, {free} free").format(total=gib(gpu.total), free=gib(gpu.free))
+            size = translate("Hardware", "{total} of video memory, {free} free").format(total=gib(gpu.total), free=gib(gpu.free))
         details = [size]
         if gpu.driver:
-            details.append(tr("driver {version}").format(version=gpu.driver))
+            details.append(translate("Hardware", "driver {version}").format(version=gpu.driver))
         if gpu.cuda_version:
-            details.append(tr("CUDA {version}").format(version=gpu.cuda_version))
+            details.append(translate("Hardware", "CUDA {version}").format(version=gpu.cuda_version))
         if gpu.compute_capability:
-            details.append(tr("compute capability {version}").format(version=gpu.compute_capability))
-        verdict = (tr("r1desk can run models on it.") if id(gpu) in usable
-                   else tr("Found, but this build of llama.cpp cannot use it (see the note below)."))
-        rows.append((tr("Graphics card"), f"{gpu.name}\n" + "; ".join(details) + "\n" + verdict))
+            details.append(translate("Hardware", "compute capability {version}").format(version=gpu.compute_capability))
+        verdict = (translate("Hardware", "r1desk can run models on it.") if id(gpu) in usable
+                   else translate("Hardware", "Found, but this build of llama.cpp cannot use it (see the note below)."))
+        rows.append((translate("Hardware", "Graphics card"), f"{gpu.name}\n" + "; ".join(details) + "\n" + verdict))
     build = hw.build
     if build.gpu_offload:
-        engine = tr("Can use: {backends}.").format(backends=", ".join(build.backends))
+        engine = translate("Hardware", "Can use: {backends}.").format(backends=", ".join(build.backends))
     else:
-        engine = tr("This build runs on the processor only ({backends}).").format(
+        engine = translate("Hardware", "This build runs on the processor only ({backends}).").format(
             backends=", ".join(build.backends) or "CPU")
     if build.version:
-        engine += " " + tr("llama-cpp-python {version}.").format(version=build.version)
-    rows.append((tr("llama.cpp"), engine))
+        engine += " " + translate("Hardware", "llama-cpp-python {version}.").format(version=build.version)
+    rows.append((translate("Hardware", "llama.cpp"), engine))
     for note in hw.notes:
-        rows.append((tr("Note"), note))
+        rows.append((translate("Hardware", "Note"), note))
     return rows
 
 
@@ -167,7 +168,7 @@ class HardwarePanel(QDialog):
 
     def _show(self, hw: Any) -> None:
         self._clear()
-        for heading, text in plain_words(hw, self.tr):
+        for heading, text in plain_words(hw):
             title = QLabel(heading, self.body)
             title.setObjectName("SectionTitle")
             value = QLabel(text, self.body)

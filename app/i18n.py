@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .qt import QCoreApplication, QLibraryInfo, QLocale, QTranslator
+from .qt import QCoreApplication, QEvent, QLibraryInfo, QLocale, QTranslator
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TRANSLATIONS = ASSETS / "translations"
@@ -69,4 +69,6 @@ def install(setting: str | None) -> str:
                 _installed.append(translator)
     _current = language
     QLocale.setDefault(QLocale("zh_CN" if language == "zh_CN" else "en_US"))
+    # Qt posts LanguageChange to every window; deliver it now so the switch is immediate.
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.LanguageChange)
     return language

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import i18n, theme
 from .hardware import probe
+from .i18n import translate
 from .qt import (
     QColor, QDialog, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QObject, QPainter, QPen,
     QProgressBar, QPushButton, QRectF, QScrollArea, QSize, QSizePolicy, QTabWidget, QVBoxLayout, QWidget,
@@ -31,44 +32,44 @@ def fit_kind(plan: Any) -> str:
     return {"gpu": "gpu", "partial": "partial"}.get(plan.mode, "cpu")
 
 
-def badge_text(kind: str, tr) -> str:  # noqa: ANN001
+def badge_text(kind: str) -> str:
     return {
-        "gpu": tr("Fits on GPU"),
-        "partial": tr("Partly on GPU"),
-        "cpu": tr("CPU only"),
-        "too_large": tr("Too large"),
-    }.get(kind, tr("Unknown fit"))
+        "gpu": translate("Fit", "Fits on GPU"),
+        "partial": translate("Fit", "Partly on GPU"),
+        "cpu": translate("Fit", "CPU only"),
+        "too_large": translate("Fit", "Too large"),
+    }.get(kind, translate("Fit", "Unknown fit"))
 
 
-def duration_text(seconds: float | None, tr) -> str:  # noqa: ANN001
+def duration_text(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return ""
     seconds = int(seconds + 0.5)
     if seconds < 60:
-        return tr("{s} s").format(s=seconds)
+        return translate("Fit", "{s} s").format(s=seconds)
     if seconds < 3600:
-        return tr("{m} min {s} s").format(m=seconds // 60, s=seconds % 60)
-    return tr("{h} h {m} min").format(h=seconds // 3600, m=(seconds % 3600) // 60)
+        return translate("Fit", "{m} min {s} s").format(m=seconds // 60, s=seconds % 60)
+    return translate("Fit", "{h} h {m} min").format(h=seconds // 3600, m=(seconds % 3600) // 60)
 
 
-def plan_text(plan: Any, tr) -> str:  # noqa: ANN001
+def plan_text(plan: Any) -> str:
     """A plan in one translated sentence: where the model goes and how fast it should run."""
     gb = human_bytes
     if plan.mode == "gpu":
-        text = tr("All {n} layers on the GPU: {gpu} of video memory, {ram} of RAM.").format(
+        text = translate("Fit", "All {n} layers on the GPU: {gpu} of video memory, {ram} of RAM.").format(
             n=plan.n_layer, gpu=gb(plan.gpu_bytes), ram=gb(plan.ram_bytes))
     elif plan.mode == "partial":
-        text = tr("{k} of {n} layers on the GPU ({gpu}), the rest in RAM ({ram}).").format(
+        text = translate("Fit", "{k} of {n} layers on the GPU ({gpu}), the rest in RAM ({ram}).").format(
             k=plan.offloaded_layers, n=plan.n_layer, gpu=gb(plan.gpu_bytes), ram=gb(plan.ram_bytes))
     elif plan.mode == "cpu":
-        text = tr("On the processor, in RAM: {ram}.").format(ram=gb(plan.ram_bytes))
+        text = translate("Fit", "On the processor, in RAM: {ram}.").format(ram=gb(plan.ram_bytes))
     else:
         short = [d for d in plan.devices if not d.fits] or plan.devices
         need = sum(d.total for d in short)
         have = sum(d.budget or 0 for d in short)
-        text = tr("Does not fit: it needs {need}, and {have} can be used.").format(need=gb(need), have=gb(have))
+        text = translate("Fit", "Does not fit: it needs {need}, and {have} can be used.").format(need=gb(need), have=gb(have))
     if plan.fits and plan.tokens_per_second:
-        text += " " + tr("About {tps} tokens/s.").format(tps=f"{plan.tokens_per_second:.0f}")
+        text += " " + translate("Fit", "About {tps} tokens/s.").format(tps=f"{plan.tokens_per_second:.0f}")
     return text
 
 
@@ -215,7 +216,7 @@ class FitBadge(QLabel):
         self.retranslate()
 
     def retranslate(self) -> None:
-        self.setText(badge_text(self.kind, self.tr))
+        self.setText(badge_text(self.kind))
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() == QEvent.Type.LanguageChange:
@@ -282,7 +283,7 @@ class DownloadJob(QObject):
         from .window import _user_message
 
         self.state = "failed"
-        self.error = _user_message(exc, lambda s: i18n.translate("MainWindow", s))
+        self.error = _user_message(exc)
         self.failed.emit(self.error)
 
 
@@ -363,7 +364,7 @@ class DownloadRow(QWidget):
                                                          total=human_bytes(event.total))]
             if event.speed:
                 parts.append(self.tr("{speed}/s").format(speed=human_bytes(event.speed)))
-            left = duration_text(event.eta, self.tr)
+            left = duration_text(event.eta)
             if left:
                 parts.append(self.tr("{time} left").format(time=left))
             self.figures.setText(" · ".join(parts))
@@ -530,7 +531,7 @@ class OfferCard(QFrame):
         self.star.setText(self.tr("Recommended"))
         self.download_button.setText(self.tr("Download"))
         why = offer.why_zh if i18n.current() == "zh_CN" and offer.why_zh else offer.why_en
-        self.why.setText(why or plan_text(offer.plan, self.tr))
+        self.why.setText(why or plan_text(offer.plan))
         self.download_button.setToolTip(self.tr("Download {name} ({size}) and load it").format(
             name=offer.label, size=size))
 
@@ -832,9 +833,8 @@ def request_estimate(window: Any, dialog: Any, n_ctx: Any, n_gpu_layers: Any) ->
     """Estimate memory for the loaded (or last) model with these settings; show it in the dialog."""
     info = window.chat.loaded
     path = info.path if info is not None else window.settings.get("app.last_model")
-    tr = dialog.tr
     if not path:
-        dialog.show_estimate(tr("Load a model to see how much memory these settings need."))
+        dialog.show_estimate(translate("SettingsDialog", "Load a model to see how much memory these settings need."))
         return
 
     def compute(hardware: Any):
@@ -849,8 +849,8 @@ def request_estimate(window: Any, dialog: Any, n_ctx: Any, n_gpu_layers: Any) ->
     def show(result: Any) -> None:
         ctx, plan = result
         try:
-            dialog.show_estimate(tr("With {ctx} tokens of context: {plan}").format(
-                ctx=f"{ctx:,}", plan=plan_text(plan, tr)))
+            dialog.show_estimate(translate("SettingsDialog", "With {ctx} tokens of context: {plan}").format(
+                ctx=f"{ctx:,}", plan=plan_text(plan)))
         except RuntimeError:  # the dialog was closed meanwhile
             pass
 

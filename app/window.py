@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import i18n, theme
+from .i18n import translate
 from .chatview import ChatView, MessageWidget
 from .composer import Composer
 from .qt import (
@@ -330,7 +331,7 @@ class MainWindow(QMainWindow):
 
     def _on_chat_error(self, exc: BaseException) -> None:
         reply = self.reply
-        message = _user_message(exc, self.tr)
+        message = _user_message(exc)
         if reply is not None and reply.widget is not None and not reply.finished:
             reply.widget.fail(message)
         if reply is not None:
@@ -398,7 +399,7 @@ class MainWindow(QMainWindow):
         self.model_loaded.emit(info)
 
     def _model_failed(self, exc: BaseException) -> None:
-        message = _user_message(exc, self.tr)
+        message = _user_message(exc)
         self.status.set_model(self._model_name())
         self.notice.show_message(self.tr("The model could not be loaded: {error}").format(error=message),
                                  kind="error", action=self.tr("Choose another model"),
@@ -512,12 +513,12 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _user_message(exc: BaseException, tr) -> str:  # noqa: ANN001
+def _user_message(exc: BaseException) -> str:
     """Words for an exception: an engine error's own line, or a short note for a bug."""
     from engine.errors import R1deskError
 
     if isinstance(exc, R1deskError):
         hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
         return f"{exc}{hint}"
-    return tr("Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
+    return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
         kind=type(exc).__name__, error=str(exc)[:200])

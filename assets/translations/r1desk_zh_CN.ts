@@ -1,0 +1,930 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="zh_CN">
+<context>
+    <name>ChatView</name>
+    <message>
+        <source>What can I help you with?</source>
+        <translation>有什么可以帮你？</translation>
+    </message>
+    <message>
+        <source>Everything runs on this computer: your conversations never leave it.
+Enter sends, Shift+Enter starts a new line.</source>
+        <translation>一切都在这台电脑上运行：你的对话不会离开它。
+按 Enter 发送，Shift+Enter 换行。</translation>
+    </message>
+</context>
+<context>
+    <name>CodeBlock</name>
+    <message>
+        <source>Copied</source>
+        <translation>已复制</translation>
+    </message>
+    <message>
+        <source>code</source>
+        <translation>代码</translation>
+    </message>
+    <message>
+        <source>Copy</source>
+        <translation>复制</translation>
+    </message>
+    <message>
+        <source>Copy this code</source>
+        <translation>复制这段代码</translation>
+    </message>
+</context>
+<context>
+    <name>Composer</name>
+    <message>
+        <source>Stop (Esc)</source>
+        <translation>停止 (Esc)</translation>
+    </message>
+    <message>
+        <source>Send (Enter)</source>
+        <translation>发送 (Enter)</translation>
+    </message>
+    <message>
+        <source>Message the model… (Enter sends, Shift+Enter adds a line)</source>
+        <translation>给模型发消息…（Enter 发送，Shift+Enter 换行）</translation>
+    </message>
+    <message>
+        <source>Choose a model</source>
+        <translation>选择模型</translation>
+    </message>
+</context>
+<context>
+    <name>DownloadRow</name>
+    <message>
+        <source>Starting…</source>
+        <translation>正在开始…</translation>
+    </message>
+    <message>
+        <source>{done} of {total}</source>
+        <translation>{done} / {total}</translation>
+    </message>
+    <message>
+        <source>{speed}/s</source>
+        <translation>{speed}/秒</translation>
+    </message>
+    <message>
+        <source>{time} left</source>
+        <translation>剩余 {time}</translation>
+    </message>
+    <message>
+        <source>Contacting the download server…</source>
+        <translation>正在连接下载服务器…</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+</context>
+<context>
+    <name>Errors</name>
+    <message>
+        <source>Something went wrong inside r1desk ({kind}: {error}). Details are in the log.</source>
+        <translation>r1desk 内部出错（{kind}：{error}）。详情见日志。</translation>
+    </message>
+</context>
+<context>
+    <name>FirstRunDialog</name>
+    <message>
+        <source>no catalog model fits this computer</source>
+        <translation>目录中没有适合这台电脑的模型</translation>
+    </message>
+    <message>
+        <source>No recommendation is available ({reason}).</source>
+        <translation>暂无推荐（{reason}）。</translation>
+    </message>
+    <message>
+        <source>Use this model</source>
+        <translation>使用此模型</translation>
+    </message>
+    <message>
+        <source>Looking at this computer…</source>
+        <translation>正在查看这台电脑…</translation>
+    </message>
+    <message>
+        <source>Welcome to r1desk</source>
+        <translation>欢迎使用 r1desk</translation>
+    </message>
+    <message>
+        <source>r1desk runs AI models on this computer: what you type never leaves it. To start, it needs one model. Here is the one that suits this computer best.</source>
+        <translation>r1desk 在这台电脑上运行 AI 模型：你输入的内容不会离开这台电脑。开始之前需要一个模型，下面是最适合这台电脑的模型。</translation>
+    </message>
+    <message>
+        <source>This computer</source>
+        <translation>这台电脑</translation>
+    </message>
+    <message>
+        <source>Recommended for you</source>
+        <translation>为你推荐</translation>
+    </message>
+    <message>
+        <source>Checking that the download server can be reached…</source>
+        <translation>正在检查能否连接下载服务器…</translation>
+    </message>
+    <message>
+        <source>The download is checked against the server&apos;s fingerprint before it is used. It can be stopped and continued later.</source>
+        <translation>下载的文件会先与服务器提供的指纹核对，然后才会使用。下载可以暂停，之后继续。</translation>
+    </message>
+    <message>
+        <source>The download server cannot be reached from this computer ({error}). If huggingface.co is blocked where you are, set a mirror such as hf-mirror.com in Settings. Or use a model that is already on this computer:</source>
+        <translation>这台电脑无法连接下载服务器（{error}）。如果你所在的地方无法访问 huggingface.co，请在“设置”中改用镜像，例如 hf-mirror.com。也可以使用这台电脑上已有的模型：</translation>
+    </message>
+    <message>
+        <source>Models found on this computer</source>
+        <translation>在这台电脑上找到的模型</translation>
+    </message>
+    <message>
+        <source>No GGUF models were found on this computer. Choose a file if you have one.</source>
+        <translation>这台电脑上没有找到 GGUF 模型。如果你有模型文件，请选择它。</translation>
+    </message>
+    <message>
+        <source>Choose a GGUF file…</source>
+        <translation>选择 GGUF 文件…</translation>
+    </message>
+    <message>
+        <source>Open Settings</source>
+        <translation>打开设置</translation>
+    </message>
+    <message>
+        <source>Later</source>
+        <translation>以后再说</translation>
+    </message>
+</context>
+<context>
+    <name>Fit</name>
+    <message>
+        <source>Fits on GPU</source>
+        <translation>可完全放入显卡</translation>
+    </message>
+    <message>
+        <source>Partly on GPU</source>
+        <translation>部分放入显卡</translation>
+    </message>
+    <message>
+        <source>CPU only</source>
+        <translation>仅用 CPU</translation>
+    </message>
+    <message>
+        <source>Too large</source>
+        <translation>太大</translation>
+    </message>
+    <message>
+        <source>Unknown fit</source>
+        <translation>无法判断</translation>
+    </message>
+    <message>
+        <source>{s} s</source>
+        <translation>{s} 秒</translation>
+    </message>
+    <message>
+        <source>{m} min {s} s</source>
+        <translation>{m} 分 {s} 秒</translation>
+    </message>
+    <message>
+        <source>{h} h {m} min</source>
+        <translation>{h} 小时 {m} 分</translation>
+    </message>
+    <message>
+        <source>All {n} layers on the GPU: {gpu} of video memory, {ram} of RAM.</source>
+        <translation>全部 {n} 层都在显卡上：占用显存 {gpu}，内存 {ram}。</translation>
+    </message>
+    <message>
+        <source>{k} of {n} layers on the GPU ({gpu}), the rest in RAM ({ram}).</source>
+        <translation>{n} 层中的 {k} 层在显卡上（{gpu}），其余在内存中（{ram}）。</translation>
+    </message>
+    <message>
+        <source>On the processor, in RAM: {ram}.</source>
+        <translation>在处理器上运行，占用内存 {ram}。</translation>
+    </message>
+    <message>
+        <source>Does not fit: it needs {need}, and {have} can be used.</source>
+        <translation>放不下：需要 {need}，可用的只有 {have}。</translation>
+    </message>
+    <message>
+        <source>About {tps} tokens/s.</source>
+        <translation>约每秒 {tps} 个词元。</translation>
+    </message>
+</context>
+<context>
+    <name>Hardware</name>
+    <message>
+        <source>Processor</source>
+        <translation>处理器</translation>
+    </message>
+    <message>
+        <source>Memory (RAM)</source>
+        <translation>内存</translation>
+    </message>
+    <message>
+        <source>Graphics card</source>
+        <translation>显卡</translation>
+    </message>
+    <message>
+        <source>{name}, {cores} cores ({threads} threads)</source>
+        <translation>{name}，{cores} 核（{threads} 线程）</translation>
+    </message>
+    <message>
+        <source>Speed-ups llama.cpp uses on it: {flags}</source>
+        <translation>llama.cpp 在它上面使用的加速指令：{flags}</translation>
+    </message>
+    <message>
+        <source>{total} in all</source>
+        <translation>共 {total}</translation>
+    </message>
+    <message>
+        <source>, {free} free right now</source>
+        <translation>，当前空闲 {free}</translation>
+    </message>
+    <message>
+        <source>None that r1desk can use was found. Models run on the processor and in RAM: this works, just more slowly than on a graphics card.</source>
+        <translation>没有找到 r1desk 能使用的显卡。模型将在处理器和内存中运行：可以正常使用，只是比在显卡上慢。</translation>
+    </message>
+    <message>
+        <source>shares the {total} of RAM; up to {usable} of it can hold a model</source>
+        <translation>与系统共享 {total} 内存，其中最多 {usable} 可用于模型</translation>
+    </message>
+    <message>
+        <source>{total} of video memory, {free} free</source>
+        <translation>显存 {total}，空闲 {free}</translation>
+    </message>
+    <message>
+        <source>driver {version}</source>
+        <translation>驱动 {version}</translation>
+    </message>
+    <message>
+        <source>CUDA {version}</source>
+        <translation>CUDA {version}</translation>
+    </message>
+    <message>
+        <source>compute capability {version}</source>
+        <translation>计算能力 {version}</translation>
+    </message>
+    <message>
+        <source>r1desk can run models on it.</source>
+        <translation>r1desk 可以在它上面运行模型。</translation>
+    </message>
+    <message>
+        <source>Found, but this build of llama.cpp cannot use it (see the note below).</source>
+        <translation>已找到，但当前版本的 llama.cpp 无法使用它（见下方说明）。</translation>
+    </message>
+    <message>
+        <source>Can use: {backends}.</source>
+        <translation>可以使用：{backends}。</translation>
+    </message>
+    <message>
+        <source>This build runs on the processor only ({backends}).</source>
+        <translation>当前版本只能在处理器上运行（{backends}）。</translation>
+    </message>
+    <message>
+        <source>llama-cpp-python {version}.</source>
+        <translation>llama-cpp-python {version}。</translation>
+    </message>
+    <message>
+        <source>llama.cpp</source>
+        <translation>llama.cpp</translation>
+    </message>
+    <message>
+        <source>Note</source>
+        <translation>说明</translation>
+    </message>
+</context>
+<context>
+    <name>HardwarePanel</name>
+    <message>
+        <source>The hardware could not be read: {error}</source>
+        <translation>无法读取硬件信息：{error}</translation>
+    </message>
+    <message>
+        <source>This computer</source>
+        <translation>这台电脑</translation>
+    </message>
+    <message>
+        <source>What this computer can run</source>
+        <translation>这台电脑能运行什么</translation>
+    </message>
+    <message>
+        <source>r1desk looked at the processor, the memory and the graphics cards, and at what its copy of llama.cpp can use.</source>
+        <translation>r1desk 查看了处理器、内存和显卡，以及它自带的 llama.cpp 能使用哪些硬件。</translation>
+    </message>
+    <message>
+        <source>Close</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>Looking at this computer…</source>
+        <translation>正在查看这台电脑…</translation>
+    </message>
+</context>
+<context>
+    <name>LocalModelRow</name>
+    <message>
+        <source>downloaded</source>
+        <translation>已下载</translation>
+    </message>
+    <message>
+        <source>Hugging Face cache</source>
+        <translation>Hugging Face 缓存</translation>
+    </message>
+    <message>
+        <source>LM Studio</source>
+        <translation>LM Studio</translation>
+    </message>
+    <message>
+        <source>Ollama</source>
+        <translation>Ollama</translation>
+    </message>
+    <message>
+        <source>made by r1desk</source>
+        <translation>由 r1desk 生成</translation>
+    </message>
+    <message>
+        <source>the file is missing</source>
+        <translation>文件不见了</translation>
+    </message>
+    <message>
+        <source>the file is damaged</source>
+        <translation>文件已损坏</translation>
+    </message>
+    <message>
+        <source>Loaded</source>
+        <translation>已加载</translation>
+    </message>
+    <message>
+        <source>Load</source>
+        <translation>加载</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <source>Stop the reply being written before switching models.</source>
+        <translation>请先停止正在生成的回复，再切换模型。</translation>
+    </message>
+    <message>
+        <source>The model could not be loaded: {error}</source>
+        <translation>无法加载模型：{error}</translation>
+    </message>
+    <message>
+        <source>Choose another model</source>
+        <translation>选择其他模型</translation>
+    </message>
+    <message>
+        <source>Loading {model}… you can type while you wait.</source>
+        <translation>正在加载 {model}…等待时可以先输入。</translation>
+    </message>
+    <message>
+        <source>No model is loaded. Choose or download a model to start chatting.</source>
+        <translation>还没有加载模型。请选择或下载一个模型，然后开始聊天。</translation>
+    </message>
+    <message>
+        <source>Open a GGUF model</source>
+        <translation>打开 GGUF 模型</translation>
+    </message>
+    <message>
+        <source>GGUF models (*.gguf)</source>
+        <translation>GGUF 模型 (*.gguf)</translation>
+    </message>
+    <message>
+        <source>The new data folder is used from the next start.</source>
+        <translation>新的数据文件夹将在下次启动时生效。</translation>
+    </message>
+    <message>
+        <source>r1desk</source>
+        <translation>r1desk</translation>
+    </message>
+    <message>
+        <source>Loading {model}…</source>
+        <translation>正在加载 {model}…</translation>
+    </message>
+    <message>
+        <source>Choose a model</source>
+        <translation>选择模型</translation>
+    </message>
+    <message>
+        <source>Models on this computer and recommended downloads</source>
+        <translation>这台电脑上的模型和推荐下载</translation>
+    </message>
+    <message>
+        <source>What this computer can run</source>
+        <translation>这台电脑能运行什么</translation>
+    </message>
+    <message>
+        <source>Settings (Ctrl+,)</source>
+        <translation>设置 (Ctrl+,)</translation>
+    </message>
+    <message>
+        <source>Close</source>
+        <translation>关闭</translation>
+    </message>
+</context>
+<context>
+    <name>MemoryPicture</name>
+    <message>
+        <source>{device}: weights {w}, context {kv}, working memory {o}; has {cap}</source>
+        <translation>{device}：权重 {w}，上下文 {kv}，工作内存 {o}；共有 {cap}</translation>
+    </message>
+    <message>
+        <source>RAM</source>
+        <translation>内存</translation>
+    </message>
+    <message>
+        <source>weights</source>
+        <translation>权重</translation>
+    </message>
+    <message>
+        <source>context</source>
+        <translation>上下文</translation>
+    </message>
+    <message>
+        <source>working memory</source>
+        <translation>工作内存</translation>
+    </message>
+    <message>
+        <source>limit r1desk keeps to</source>
+        <translation>r1desk 的使用上限</translation>
+    </message>
+</context>
+<context>
+    <name>MessageWidget</name>
+    <message>
+        <source>You</source>
+        <translation>你</translation>
+    </message>
+    <message>
+        <source>Assistant</source>
+        <translation>助手</translation>
+    </message>
+    <message>
+        <source>Copy message</source>
+        <translation>复制消息</translation>
+    </message>
+    <message>
+        <source>Regenerate this reply</source>
+        <translation>重新生成这条回复</translation>
+    </message>
+    <message>
+        <source>Edit and send again</source>
+        <translation>编辑后重新发送</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>Send</source>
+        <translation>发送</translation>
+    </message>
+    <message>
+        <source>The reply failed: {error}</source>
+        <translation>回复失败：{error}</translation>
+    </message>
+    <message>
+        <source>unknown error</source>
+        <translation>未知错误</translation>
+    </message>
+    <message>
+        <source>This reply was interrupted (the app was closed while it was written).</source>
+        <translation>这条回复被中断了（生成过程中应用被关闭）。</translation>
+    </message>
+</context>
+<context>
+    <name>ModelPicker</name>
+    <message>
+        <source>The model library is missing from this build.</source>
+        <translation>当前版本缺少模型库。</translation>
+    </message>
+    <message>
+        <source>{n} models on this computer.</source>
+        <translation>这台电脑上有 {n} 个模型。</translation>
+    </message>
+    <message>
+        <source>No models yet. Download one from the Download tab, look for models other apps (LM Studio, Ollama, Hugging Face) already downloaded, or open a GGUF file.</source>
+        <translation>还没有模型。可以在“下载”页下载一个，查找其他应用（LM Studio、Ollama、Hugging Face）已经下载的模型，或者打开一个 GGUF 文件。</translation>
+    </message>
+    <message>
+        <source>Looking for GGUF models on this computer…</source>
+        <translation>正在这台电脑上查找 GGUF 模型…</translation>
+    </message>
+    <message>
+        <source>Found {added} new models; {missing} are missing.</source>
+        <translation>找到 {added} 个新模型；{missing} 个模型的文件不见了。</translation>
+    </message>
+    <message>
+        <source>Recommendations are not available: {error}</source>
+        <translation>无法提供推荐：{error}</translation>
+    </message>
+    <message>
+        <source>The download failed: {error}</source>
+        <translation>下载失败：{error}</translation>
+    </message>
+    <message>
+        <source>Looking at this computer…</source>
+        <translation>正在查看这台电脑…</translation>
+    </message>
+    <message>
+        <source>This computer: {ram} of RAM, graphics: {gpu}.</source>
+        <translation>这台电脑：内存 {ram}，显卡：{gpu}。</translation>
+    </message>
+    <message>
+        <source>This computer: {ram} of RAM, no graphics card r1desk can use, so models run on the processor.</source>
+        <translation>这台电脑：内存 {ram}，没有 r1desk 能使用的显卡，模型将在处理器上运行。</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Choose a model</source>
+        <translation>选择模型</translation>
+    </message>
+    <message>
+        <source>On this computer</source>
+        <translation>这台电脑上</translation>
+    </message>
+    <message>
+        <source>Download</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>Find models from other apps</source>
+        <translation>查找其他应用的模型</translation>
+    </message>
+    <message>
+        <source>Open a GGUF file…</source>
+        <translation>打开 GGUF 文件…</translation>
+    </message>
+    <message>
+        <source>Or type a model repository, e.g. bartowski/Qwen_Qwen3-4B-GGUF</source>
+        <translation>或输入模型仓库名，例如 bartowski/Qwen_Qwen3-4B-GGUF</translation>
+    </message>
+</context>
+<context>
+    <name>OfferCard</name>
+    <message>
+        <source>Downloaded and checked. Loading it…</source>
+        <translation>已下载并校验，正在加载…</translation>
+    </message>
+    <message>
+        <source>The download failed: {error}</source>
+        <translation>下载失败：{error}</translation>
+    </message>
+    <message>
+        <source>Download stopped. Click Download to continue where it stopped.</source>
+        <translation>下载已停止。点击“下载”可从停止处继续。</translation>
+    </message>
+    <message>
+        <source>about {size}</source>
+        <translation>约 {size}</translation>
+    </message>
+    <message>
+        <source>thinks before answering</source>
+        <translation>先思考再回答</translation>
+    </message>
+    <message>
+        <source>From {repo}</source>
+        <translation>来自 {repo}</translation>
+    </message>
+    <message>
+        <source>Recommended</source>
+        <translation>推荐</translation>
+    </message>
+    <message>
+        <source>Download</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>Download {name} ({size}) and load it</source>
+        <translation>下载 {name}（{size}）并加载</translation>
+    </message>
+</context>
+<context>
+    <name>SettingsDialog</name>
+    <message>
+        <source>Load a model to see how much memory these settings need.</source>
+        <translation>加载一个模型后，即可看到这些设置需要多少内存。</translation>
+    </message>
+    <message>
+        <source>With {ctx} tokens of context: {plan}</source>
+        <translation>上下文为 {ctx} 个词元时：{plan}</translation>
+    </message>
+    <message>
+        <source>Choose the data folder</source>
+        <translation>选择数据文件夹</translation>
+    </message>
+    <message>
+        <source>r1desk will use this folder the next time it starts. Move your files there yourself if you want to keep them.</source>
+        <translation>r1desk 将在下次启动时使用这个文件夹。如需保留现有文件，请自行把它们移过去。</translation>
+    </message>
+    <message>
+        <source>Settings</source>
+        <translation>设置</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Sampling</source>
+        <translation>采样</translation>
+    </message>
+    <message>
+        <source>Downloads</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>General</source>
+        <translation>常规</translation>
+    </message>
+    <message>
+        <source>Context length</source>
+        <translation>上下文长度</translation>
+    </message>
+    <message>
+        <source>Automatic</source>
+        <translation>自动</translation>
+    </message>
+    <message>
+        <source> tokens</source>
+        <translation> 个词元</translation>
+    </message>
+    <message>
+        <source>GPU layers</source>
+        <translation>GPU 层数</translation>
+    </message>
+    <message>
+        <source>Number:</source>
+        <translation>数量：</translation>
+    </message>
+    <message>
+        <source>Context length and GPU layers take effect when the model is loaded again (r1desk reloads it for you).</source>
+        <translation>上下文长度和 GPU 层数在重新加载模型后生效（r1desk 会自动重新加载）。</translation>
+    </message>
+    <message>
+        <source>Temperature</source>
+        <translation>温度</translation>
+    </message>
+    <message>
+        <source>Top P</source>
+        <translation>Top P</translation>
+    </message>
+    <message>
+        <source>Top K</source>
+        <translation>Top K</translation>
+    </message>
+    <message>
+        <source>Min P</source>
+        <translation>Min P</translation>
+    </message>
+    <message>
+        <source>Repeat penalty</source>
+        <translation>重复惩罚</translation>
+    </message>
+    <message>
+        <source>Longest reply</source>
+        <translation>最长回复</translation>
+    </message>
+    <message>
+        <source>Seed</source>
+        <translation>随机种子</translation>
+    </message>
+    <message>
+        <source>Reasoning budget</source>
+        <translation>思考预算</translation>
+    </message>
+    <message>
+        <source>Random</source>
+        <translation>随机</translation>
+    </message>
+    <message>
+        <source>Unlimited</source>
+        <translation>不限</translation>
+    </message>
+    <message>
+        <source>Model default</source>
+        <translation>模型默认</translation>
+    </message>
+    <message>
+        <source>&quot;Model default&quot; uses what the model recommends (for DeepSeek-R1: temperature 0.6, top P 0.95). The reasoning budget limits how long R1 may think before it must answer.</source>
+        <translation>“模型默认”表示使用模型推荐的值（DeepSeek-R1：温度 0.6，Top P 0.95）。思考预算限制 R1 在必须回答之前最多能思考多久。</translation>
+    </message>
+    <message>
+        <source>Download server</source>
+        <translation>下载服务器</translation>
+    </message>
+    <message>
+        <source>Hugging Face (default)</source>
+        <translation>Hugging Face（默认）</translation>
+    </message>
+    <message>
+        <source>Access token</source>
+        <translation>访问令牌</translation>
+    </message>
+    <message>
+        <source>Only for gated or private models</source>
+        <translation>仅用于受限或私有模型</translation>
+    </message>
+    <message>
+        <source>If huggingface.co is blocked where you are, choose a mirror such as hf-mirror.com.</source>
+        <translation>如果你所在的地方无法访问 huggingface.co，请选择镜像，例如 hf-mirror.com。</translation>
+    </message>
+    <message>
+        <source>Language</source>
+        <translation>语言</translation>
+    </message>
+    <message>
+        <source>Follow the system</source>
+        <translation>跟随系统</translation>
+    </message>
+    <message>
+        <source>Theme</source>
+        <translation>主题</translation>
+    </message>
+    <message>
+        <source>Light</source>
+        <translation>浅色</translation>
+    </message>
+    <message>
+        <source>Dark</source>
+        <translation>深色</translation>
+    </message>
+    <message>
+        <source>Data folder</source>
+        <translation>数据文件夹</translation>
+    </message>
+    <message>
+        <source>Change…</source>
+        <translation>更改…</translation>
+    </message>
+    <message>
+        <source>Conversations, settings and downloaded models are kept here.</source>
+        <translation>对话、设置和下载的模型都保存在这里。</translation>
+    </message>
+    <message>
+        <source>OK</source>
+        <translation>确定</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>Apply</source>
+        <translation>应用</translation>
+    </message>
+</context>
+<context>
+    <name>Sidebar</name>
+    <message>
+        <source>New conversation</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>No conversations yet</source>
+        <translation>还没有对话</translation>
+    </message>
+    <message>
+        <source>Nothing found</source>
+        <translation>没有找到</translation>
+    </message>
+    <message>
+        <source>{n} messages found</source>
+        <translation>找到 {n} 条消息</translation>
+    </message>
+    <message>
+        <source>Today</source>
+        <translation>今天</translation>
+    </message>
+    <message>
+        <source>Yesterday</source>
+        <translation>昨天</translation>
+    </message>
+    <message>
+        <source>Previous 7 days</source>
+        <translation>过去 7 天</translation>
+    </message>
+    <message>
+        <source>Previous 30 days</source>
+        <translation>过去 30 天</translation>
+    </message>
+    <message>
+        <source>Older</source>
+        <translation>更早</translation>
+    </message>
+    <message>
+        <source>Rename</source>
+        <translation>重命名</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>删除</translation>
+    </message>
+    <message>
+        <source>Conversation deleted.</source>
+        <translation>对话已删除。</translation>
+    </message>
+    <message>
+        <source>New chat</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>Start a new conversation (Ctrl+N)</source>
+        <translation>开始新对话 (Ctrl+N)</translation>
+    </message>
+    <message>
+        <source>Search all messages (Ctrl+F)</source>
+        <translation>搜索所有消息 (Ctrl+F)</translation>
+    </message>
+    <message>
+        <source>Undo</source>
+        <translation>撤销</translation>
+    </message>
+</context>
+<context>
+    <name>Stats</name>
+    <message>
+        <source>{n} tokens</source>
+        <translation>{n} 个词元</translation>
+    </message>
+    <message>
+        <source>{tps} tokens/s</source>
+        <translation>每秒 {tps} 个词元</translation>
+    </message>
+    <message>
+        <source>first token {seconds} s</source>
+        <translation>首个词元 {seconds} 秒</translation>
+    </message>
+    <message>
+        <source>{seconds} s in all</source>
+        <translation>共 {seconds} 秒</translation>
+    </message>
+    <message>
+        <source>{n} earlier messages left out to fit the context</source>
+        <translation>为放入上下文，省略了 {n} 条较早的消息</translation>
+    </message>
+    <message>
+        <source>stopped</source>
+        <translation>已停止</translation>
+    </message>
+    <message>
+        <source>cut off at the length limit</source>
+        <translation>达到长度上限被截断</translation>
+    </message>
+</context>
+<context>
+    <name>StatusBar</name>
+    <message>
+        <source>Loading {model}…</source>
+        <translation>正在加载 {model}…</translation>
+    </message>
+    <message>
+        <source>Model: {model}</source>
+        <translation>模型：{model}</translation>
+    </message>
+    <message>
+        <source>No model loaded</source>
+        <translation>未加载模型</translation>
+    </message>
+    <message>
+        <source>Context {used} / {total}</source>
+        <translation>上下文 {used} / {total}</translation>
+    </message>
+    <message>
+        <source>Tokens of the conversation the model holds in its context</source>
+        <translation>模型上下文中保存的对话词元数</translation>
+    </message>
+    <message>
+        <source>{tps} tokens/s</source>
+        <translation>每秒 {tps} 个词元</translation>
+    </message>
+    <message>
+        <source>Memory {size}</source>
+        <translation>内存 {size}</translation>
+    </message>
+    <message>
+        <source>Memory used by r1desk and its model process</source>
+        <translation>r1desk 及其模型进程占用的内存</translation>
+    </message>
+</context>
+<context>
+    <name>ThinkingSection</name>
+    <message>
+        <source>Thinking… {seconds} s</source>
+        <translation>思考中… {seconds} 秒</translation>
+    </message>
+    <message>
+        <source>Thought for {seconds} s</source>
+        <translation>思考了 {seconds} 秒</translation>
+    </message>
+    <message>
+        <source>Thinking</source>
+        <translation>思考过程</translation>
+    </message>
+    <message>
+        <source>Show or hide the model&apos;s reasoning</source>
+        <translation>显示或隐藏模型的思考过程</translation>
+    </message>
+</context>
+</TS>
