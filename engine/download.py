@@ -598,14 +598,9 @@ class Download:
             lock.release()
 
     def _final_exists(self, t: _Target) -> bool:
-        if not t.blob.exists():
-            return False
-        if not t.folder_mode:
-            return True
-        from huggingface_hub._local_folder import read_download_metadata
-
-        meta = read_download_metadata(self.folder, t.remote.name)
-        return meta is not None and meta.etag in (t.etag, t.sha256)
+        # In a chosen folder the file may have been put there by hand or by another tool: its
+        # hash, not huggingface_hub's bookkeeping, decides whether it is the right file.
+        return t.blob.exists()
 
     def _verify_existing(self, t: _Target, label: str, done_before: int, total: int):
         expected = t.sha256 or t.git_sha1
@@ -781,9 +776,14 @@ class Download:
 
     def _install(self, t: _Target, *, moved: bool) -> None:
         if t.folder_mode:
-            from huggingface_hub._local_folder import write_download_metadata
+            # huggingface_hub's record for a file in a local folder (its write_download_metadata
+            # would wait for the lock this download holds), so hf_hub_download sees it as current.
+            from huggingface_hub._local_folder import get_local_download_paths
 
-            write_download_metadata(self.folder, t.remote.name, t.commit, t.etag)
+            meta = get_local_download_paths(self.folder, t.remote.name).metadata_path
+            tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+            tmp.write_text(f"{t.commit}\n{t.etag}\n{time.time()}\n")
+            os.replace(tmp, meta)
             return
         assert t.storage is not None
         if not t.final.exists():

@@ -87,24 +87,26 @@ def _call_first(module: Any, names: tuple[str, ...]) -> Any:
     return None
 
 
-def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str, str | None, str]:
-    """(quant, file or None, a line saying where the choice came from) for this machine."""
+def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None, str | None, str]:
+    """(quant, file, a line saying where the choice came from); None, None when there is no recommendation."""
+    fallback = (None, None, f"No recommendation for this machine is available; taking the repo's only "
+                f"GGUF file, or {dl.DEFAULT_QUANT}.")
     try:
         from .. import catalog, fit, hardware  # type: ignore[attr-defined]
     except ImportError:
-        return dl.DEFAULT_QUANT, None, f"No recommendation available; taking {dl.DEFAULT_QUANT}."
+        return fallback
     try:
         hw = _call_first(hardware, ("detect", "probe", "current", "read", "get_hardware"))
         cat = _call_first(catalog, ("load", "load_catalog", "default_catalog")) or getattr(catalog, "CATALOG", None)
         choices = fit.recommend(hw, n_ctx, cat)
     except (AttributeError, TypeError, ValueError, R1deskError) as exc:
-        return dl.DEFAULT_QUANT, None, f"The recommendation failed ({exc}); taking {dl.DEFAULT_QUANT}."
+        return None, None, f"The recommendation failed ({exc}); taking the repo's only GGUF file, or {dl.DEFAULT_QUANT}."
     for choice in choices or []:
         if str(getattr(choice, "repo", "")).lower() == repo.lower() and getattr(choice, "quant", None):
             files = list(getattr(choice, "files", None) or [])
             return str(choice.quant).upper(), (files[0] if files else None), \
                 f"{choice.quant} is the recommended quantisation for this machine."
-    return dl.DEFAULT_QUANT, None, f"{repo} is not in r1desk's catalog; taking {dl.DEFAULT_QUANT}."
+    return None, None, f"{repo} is not in r1desk's catalog; taking its only GGUF file, or {dl.DEFAULT_QUANT}."
 
 
 # ---------------------------------------------------------------------------------------

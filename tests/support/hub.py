@@ -277,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         cut = hub._take_fault(repo_id, f.name, lambda flt: flt.cut_at is not None and
                               start < int(flt.cut_at * f.size))
         corrupt = hub._take_fault(repo_id, f.name, lambda flt: flt.corrupt)
-        throttle = hub._peek_fault(repo_id, f.name, lambda flt: flt.throttle is not None)
+        throttle = hub._take_fault(repo_id, f.name, lambda flt: flt.throttle is not None)
         stop_at = int(cut.cut_at * f.size) if cut is not None and cut.cut_at is not None else end
         rate = throttle.throttle if throttle is not None else None
         piece = CHUNK if rate is None else max(1024, min(CHUNK, int(rate / 20)))
