@@ -12,10 +12,11 @@ yet, so a recommendation can be made before anything is fetched.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -185,7 +186,15 @@ def tensor_shapes(arch: Arch) -> list[tuple[str, tuple[int, ...], int | None]]:
 
 
 def synthesize(arch: Arch, quant: str, *, name: str = "model", imatrix: bool = True) -> GGUFInfo:
-    """A header (no data) for ``arch`` quantised as ``quant``, as llama.cpp's quantiser would write it."""
+    """A header (no data) for ``arch`` quantised as ``quant``, as llama.cpp's quantiser would write it.
+
+    Treat the result as read-only: it is cached, since ranking a catalog asks for hundreds."""
+    return _synthesize(astuple(arch), quant, name, imatrix)
+
+
+@functools.lru_cache(maxsize=1024)
+def _synthesize(arch_fields: tuple, quant: str, name: str, imatrix: bool) -> GGUFInfo:
+    arch = Arch(*arch_fields)
     sizes = ggml_type_sizes()
     n_gqa = arch.n_head // max(arch.n_head_kv, 1)
     is_70b = arch.architecture == "llama" and arch.n_layer == 80

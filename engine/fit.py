@@ -204,14 +204,17 @@ def compute_sizes(shape: ModelShape, n_ctx: int, *, flash_attn: bool, n_ubatch: 
     # Live beside the scores: the residual stream and its norm, Q before and after RoPE, K, V.
     others = n_ub * 4 * (3 * shape.n_embd + 2 * n_q + 2 * n_kv_width)
     ub_pad = _pad(n_ub, 64)  # the mask's rows are padded to GGML_KQ_MASK_PAD
+    # The mask is a graph input, alive until the last layer's attention: it adds to every step.
+    mask = n_kv * ub_pad * (2 if flash_attn else 4)
     if flash_attn:
-        attention = n_kv * ub_pad * 2 + others + n_ub * shape.n_head * shape.head_dim_v * 4
+        attention = mask + others + n_ub * shape.n_head * shape.head_dim_v * 4
         work = n_ub * max(shape.n_embd, shape.n_ff) * 2
     else:
         scores = n_kv * n_ub * shape.n_head
-        attention = scores * 4 + n_kv * ub_pad * 4 + others
+        attention = scores * 4 + mask + others
         work = max(scores * 2, n_ub * max(shape.n_embd, shape.n_ff) * 2)
-    feed_forward = n_ub * 4 * (2 * shape.n_embd + 3 * shape.n_ff)
+    # Gate, up and their product at the FFN width, beside four rows at the embedding width.
+    feed_forward = n_ub * 4 * (4 * shape.n_embd + 3 * shape.n_ff) + mask
     embd_rows = 2 * n_ub * shape.n_embd * 4
     return ComputeSizes(
         attention=attention, feed_forward=feed_forward,
@@ -377,13 +380,23 @@ def estimate(
     gpus = hardware.usable_gpus() if hardware is not None else []
     full = shape.n_layer + 1
     if n_gpu_layers == "auto":
-        candidates = range(full, -1, -1) if gpus else [0]
-        plan = None
-        for ngl in candidates:
-            plan = _plan(shape, hardware, gpus, ngl, n_ctx, kv_type, flash_attn, n_ubatch, planning)
-            if all(d.fits for d in plan.gpus) and (plan.unified_budget is None or plan.unified_total <= plan.unified_budget):
-                break
-        assert plan is not None
+        def make(ngl: int) -> Plan:
+            return _plan(shape, hardware, gpus, ngl, n_ctx, kv_type, flash_attn, n_ubatch, planning)
+
+        def gpu_fits(p: Plan) -> bool:
+            return all(d.fits for d in p.gpus) and (p.unified_budget is None or p.unified_total <= p.unified_budget)
+
+        plan = make(full if gpus else 0)
+        if gpus and not gpu_fits(plan):
+            # GPU memory grows with every layer offloaded: find the most that fit by bisection.
+            lo, hi = 0, full - 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if gpu_fits(make(mid)):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            plan = make(lo)
     else:
         ngl = int(n_gpu_layers)
         ngl = full if ngl < 0 else min(ngl, full)

@@ -82,31 +82,41 @@ class RangeReader(io.RawIOBase):
         return len(data)
 
     # HTTP ----------------------------------------------------------------------------------
-    def _get(self, start: int, end: int):
+    def _get(self, start: int, end: int) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) for one range; never reads more than the range's length,
+        so a server that ignores Range cannot make this download the whole model."""
         headers = dict(self.headers)
         headers["Range"] = f"bytes={start}-{end}"
         self.requests += 1
+        limit = end - start + 1
         try:
-            return self.session.get(self.url, headers=headers, timeout=self.timeout, follow_redirects=True)
+            with self.session.stream("GET", self.url, headers=headers, timeout=self.timeout,
+                                     follow_redirects=True) as resp:
+                body = bytearray()
+                if resp.status_code in (200, 206):
+                    for chunk in resp.iter_bytes():
+                        body += chunk
+                        if len(body) >= limit:
+                            break
+                return resp.status_code, dict(resp.headers), bytes(body[:limit])
         except Exception as exc:  # connection refused, DNS, TLS, timeout
             raise Offline(f"{_host(self.url)} could not be reached ({type(exc).__name__}: {exc})") from None
 
     def _first(self) -> int:
-        resp = self._get(0, self._chunk - 1)
-        if resp.status_code == 206:
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        status, headers, data = self._get(0, self._chunk - 1)
+        if status == 206:
+            m = _CONTENT_RANGE.match(_header(headers, "Content-Range"))
             if not m or m.group(3) == "*":
                 raise DownloadError(f"{self.url}: the server's answer has no usable Content-Range")
-            data = resp.content
             self._take(0, data)
             return int(m.group(3))
-        if resp.status_code == 200:
+        if status == 200:
             # No range support: reading the header would mean downloading the whole model.
             raise DownloadError(f"{self.url}: the server does not support range requests, "
                                 "so the header cannot be read without downloading the whole file")
-        if resp.status_code == 416:
+        if status == 416:
             raise CorruptModel(f"{self.url}: empty file")
-        raise DownloadError(f"{self.url}: HTTP {resp.status_code}")
+        raise DownloadError(f"{self.url}: HTTP {status}")
 
     def _fill(self, start: int) -> None:
         if start >= self.size:
@@ -116,13 +126,13 @@ class RangeReader(io.RawIOBase):
                                "refusing to read further")
         self._chunk = min(self._chunk * 2, MAX_CHUNK)
         end = min(start + self._chunk, self.size, start + (self.budget - self.fetched)) - 1
-        resp = self._get(start, end)
-        if resp.status_code != 206:
-            raise DownloadError(f"{self.url}: HTTP {resp.status_code} for bytes {start}-{end}")
-        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        status, headers, data = self._get(start, end)
+        if status != 206:
+            raise DownloadError(f"{self.url}: HTTP {status} for bytes {start}-{end}")
+        m = _CONTENT_RANGE.match(_header(headers, "Content-Range"))
         if not m or int(m.group(1)) != start:
             raise DownloadError(f"{self.url}: the server answered a different range than asked")
-        self._take(start, resp.content)
+        self._take(start, data)
 
     def _take(self, start: int, data: bytes) -> None:
         if not data:
@@ -165,6 +175,10 @@ def _hub_headers(url: str) -> dict[str, str]:
     if _host(url) == _host(constants.ENDPOINT):
         return build_hf_headers()
     return build_hf_headers(token=False)
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), "")
 
 
 def _host(url: str) -> str:
