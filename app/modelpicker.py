@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import i18n, theme
 from .hardware import probe
 from .i18n import translate
 from .qt import (
-    QColor, QDialog, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QObject, QPainter, QPen,
+    QApplication, QColor, QDialog, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QObject, QPainter, QPen,
     QProgressBar, QPushButton, QRectF, QScrollArea, QSize, QSizePolicy, QTabWidget, QVBoxLayout, QWidget,
     Qt, Signal,
 )
@@ -550,7 +551,7 @@ class LocalModelRow(QFrame):
         super().__init__(parent)
         self.setObjectName("Card")
         self.model = model
-        self.loaded = loaded_path is not None and model.path == loaded_path
+        self.loaded = loaded_path is not None and _same_file(model.path, loaded_path)
         row = QHBoxLayout(self)
         row.setContentsMargins(14, 8, 14, 8)
         text = QVBoxLayout()
@@ -588,6 +589,14 @@ class LocalModelRow(QFrame):
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Library paths may be links (the HF cache); the model host reports the file they point to."""
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return a == b
 
 
 def _scroll_list(parent: QWidget) -> tuple[QScrollArea, QVBoxLayout]:
@@ -671,8 +680,8 @@ class ModelPicker(QDialog):
         self.custom_status.setWordWrap(True)
         self.custom_status.setVisible(False)
         remote_layout.addWidget(self.custom_status)
-        scroll, self.offer_list = _scroll_list(remote)
-        remote_layout.addWidget(scroll, 1)
+        self.offer_scroll, self.offer_list = _scroll_list(remote)
+        remote_layout.addWidget(self.offer_scroll, 1)
         self.tabs.addTab(remote, "")
         self.retranslate()
         probe().request(self._hardware_ready)
@@ -758,6 +767,13 @@ class ModelPicker(QDialog):
                 card.bind(job)
             self.offer_list.addWidget(card)
             self.cards.append(card)
+
+    def show_offer(self, card: OfferCard) -> None:
+        """Bring a card into view (the list is laid out first, so its place is known)."""
+        self.tabs.setCurrentIndex(1)
+        for _ in range(3):  # nested layouts settle one level per pass
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        self.offer_scroll.ensureWidgetVisible(card, 0, 0)
 
     def download(self, offer: Offer) -> DownloadJob:
         job = downloads().start(offer.repo, offer.files[0] if offer.files else None, offer.label)

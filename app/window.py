@@ -393,6 +393,7 @@ class MainWindow(QMainWindow):
 
     def _model_loaded(self, info: Any) -> None:
         self.settings.set("app.last_model", info.path)
+        self._load_finished()
         self.status.set_model(info.name, info.n_ctx)
         for warning in getattr(info, "warnings", []) or []:
             self.notice.show_message(warning)

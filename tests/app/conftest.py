@@ -46,6 +46,31 @@ class Windows:
             self.close(window)
 
 
+@pytest.fixture(autouse=True)
+def fresh_gui_state():
+    """Forget the detected hardware and running downloads between tests."""
+    yield
+    import app.hardware
+    import app.modelpicker
+
+    app.hardware._probe = None
+    app.modelpicker._downloads = None
+
+
+CPU_16GB = {"name": "cpu-16", "ram_total": "16 GiB", "ram_available": "14 GiB",
+            "cpu": {"name": "Test CPU", "physical_cores": 8, "logical_cores": 16, "flags": ["avx2"]}}
+
+
+def described_machine(profile: dict = CPU_16GB):
+    """Use a described machine instead of this one, so recommendations do not depend on the host."""
+    from app.hardware import probe
+    from engine.hardware import Hardware
+
+    hardware = Hardware.from_dict(profile)
+    probe().set(hardware)
+    return hardware
+
+
 @pytest.fixture
 def make_window(qtbot):
     windows = Windows(qtbot)
@@ -59,3 +84,15 @@ def load(qtbot, window, path, timeout=60_000):
         window.load_model(str(path))
     qtbot.waitUntil(lambda: window.loading is None, timeout=5000)
     return blocker.args[0]
+
+
+def send(qtbot, window, text):
+    """Type a message into the composer and press Enter, as the user does."""
+    from app.qt import Qt
+
+    window.activateWindow()
+    window.composer.edit.setFocus()
+    window.composer.set_text(text)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.reply is not None, window.composer.disabled_reason
+    return window.reply

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from app.qt import Qt
-from tests.app.conftest import load
+from tests.app.conftest import load, send
 from tests.support.models import tiny_r1_expected
 
 GREEDY = {"chat.temperature": 0.0, "chat.n_ctx": 1024}
 PARIS = "What is the capital of France? Answer in one word."
-
-
-def send(qtbot, window, text):
-    window.composer.set_text(text)
-    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-    assert window.reply is not None, window.composer.disabled_reason
-    return window.reply
 
 
 @pytest.mark.slow

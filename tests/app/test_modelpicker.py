@@ -1,0 +1,109 @@
+"""Choosing and downloading a model: fit badges, memory pictures, a download from the loopback hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.modelpicker import MemoryPicture, fit_kind
+from app.qt import Qt
+from tests.app.conftest import described_machine, send
+from tests.support.hub import fake_hub  # noqa: F401 (fixture)
+from tests.support.models import tiny_r1_expected
+
+R1_SMALL = "deepseek-r1-distill-qwen-1.5b"
+
+
+def open_picker(qtbot, window):
+    window.show_model_picker()
+    picker = window._dialogs["models"]
+    qtbot.waitUntil(lambda: bool(picker.cards), timeout=30_000)
+    return picker
+
+
+def test_offers_carry_fit_badges_and_a_memory_picture_per_device(make_window, qtbot):
+    hardware = described_machine()
+    window = make_window()
+    picker = open_picker(qtbot, window)
+    kinds = {card.offer.model_id: card.badge.kind for card in picker.cards}
+    # A 16 GB machine without a GPU runs the small models on the CPU and cannot hold the 70B.
+    assert kinds[R1_SMALL] == "cpu"
+    assert kinds["deepseek-r1-distill-llama-70b"] == "too_large"
+    assert picker.cards[0].offer.recommended and picker.cards[0].badge.kind != "too_large"
+    for card in picker.cards:
+        assert card.badge.kind == fit_kind(card.offer.plan)
+        assert card.download_button.isEnabled() == (card.badge.kind != "too_large")
+        bars = card.memory.bars
+        assert [b.name for b in bars] == ["CPU"]
+        assert bars[0].capacity == hardware.ram_total
+        assert bars[0].weights > 0 and bars[0].kv > 0
+        assert card.why.text()
+    big = next(c for c in picker.cards if c.offer.model_id == "deepseek-r1-distill-llama-70b")
+    assert big.memory.bars[0].need > big.memory.bars[0].budget  # drawn red: it does not fit
+    assert isinstance(big.memory, MemoryPicture) and "70B" in big.title.text()
+
+
+@pytest.mark.slow
+def test_one_click_download_from_the_loopback_hub_shows_progress_and_loads(
+        make_window, fake_hub, tiny_r1, qtbot):  # noqa: F811
+    described_machine()
+    window = make_window(**{"hub.endpoint": fake_hub.endpoint, "chat.n_ctx": 512, "chat.temperature": 0.0})
+    picker = open_picker(qtbot, window)
+    card = next(c for c in picker.cards if c.offer.model_id == R1_SMALL)
+    qtbot.waitUntil(lambda: picker.show_offer(card) or not card.download_button.visibleRegion().isEmpty(),
+                    timeout=5000)
+    name = card.offer.files[0]
+    # The hub serves the tiny R1 model under the catalog's file name, slowly enough to watch.
+    fake_hub.add_repo(card.offer.repo, {name: tiny_r1})
+    fake_hub.fault(card.offer.repo, name, throttle=tiny_r1.stat().st_size / 3, times=None)
+    seen = []
+    with qtbot.waitSignal(window.model_loaded, timeout=120_000) as loaded:
+        qtbot.mouseClick(card.download_button, Qt.MouseButton.LeftButton)
+        assert card.job is not None and card.progress.isVisible()
+        card.job.progress.connect(lambda e: seen.append(
+            (e.done, e.total, card.progress.bar.value(), card.progress.figures.text())))
+    middle = [s for s in seen if s[1] and 0 < s[0] < s[1]]
+    assert middle, seen
+    done, total, bar, figures = middle[len(middle) // 2]
+    assert 0 < bar < 1000
+    assert " of " in figures and "/s" in figures and "left" in figures
+    info = loaded.args[0]
+    assert card.job.state == "done" and card.job.model.origin == "hub"
+    assert card.job.model.source_file == name and Path(info.path) == Path(card.job.model.path).resolve()
+    assert card.job.model.sha256 == fake_hub.file(card.offer.repo, name).sha256
+    assert window.chat.loaded.path == info.path
+    # Downloaded, verified, loaded: it answers, with its reasoning shown.
+    picker.close()
+    send(qtbot, window, "hi")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    answer = window.chat_view.messages[-1]
+    assert (answer.reasoning, answer.text) == tiny_r1_expected()
+    # The library tab lists it as loaded.
+    window.show_model_picker()
+    rows = [picker.local_list.itemAt(i).widget() for i in range(picker.local_list.count())]
+    assert any(r.model.source_file == name and r.load_button.text() == "Loaded" for r in rows)
+
+
+@pytest.mark.slow
+def test_cancelled_download_says_so_and_resumes(make_window, fake_hub, tiny_r1, qtbot):  # noqa: F811
+    described_machine()
+    window = make_window(**{"hub.endpoint": fake_hub.endpoint, "chat.n_ctx": 512})
+    picker = open_picker(qtbot, window)
+    card = next(c for c in picker.cards if c.offer.model_id == R1_SMALL)
+    qtbot.waitUntil(lambda: picker.show_offer(card) or not card.download_button.visibleRegion().isEmpty(),
+                    timeout=5000)
+    name = card.offer.files[0]
+    size = tiny_r1.stat().st_size
+    fake_hub.add_repo(card.offer.repo, {name: tiny_r1})
+    fake_hub.fault(card.offer.repo, name, throttle=size / 4, times=1)
+    qtbot.mouseClick(card.download_button, Qt.MouseButton.LeftButton)
+    first = card.job
+    qtbot.waitUntil(lambda: first.last is not None and (first.last.done or 0) > size * 0.2, timeout=30_000)
+    with qtbot.waitSignal(first.cancelled, timeout=10_000):
+        qtbot.mouseClick(card.progress.cancel_button, Qt.MouseButton.LeftButton)
+    assert card.download_button.isVisible() and "continue" in card.status.text()
+    with qtbot.waitSignal(window.model_loaded, timeout=120_000):
+        qtbot.mouseClick(card.download_button, Qt.MouseButton.LeftButton)
+    # The second run fetched only what was missing.
+    assert fake_hub.bytes_served(name) < size * 1.1
