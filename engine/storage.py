@@ -185,6 +185,10 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
         if migration.__name__ in done:
             continue
         with transaction(db):
+            # Another process or thread opening a new database at the same moment may have
+            # applied it since ``done`` was read; the write lock is held from here on.
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [migration.__name__]).fetchone():
+                continue
             migration(db)
             db.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",

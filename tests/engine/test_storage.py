@@ -79,3 +79,12 @@ def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
             storage.set_setting(db, "a", 1)
             raise ValueError
     assert storage.get_setting(db, "a") is None
+
+
+def test_migrations_applied_meanwhile_by_another_opener_are_skipped(tmp_path: Path, monkeypatch) -> None:
+    """Two openers of a new database: the second read the applied list before the first committed."""
+    storage.open_db(tmp_path / "r1.db").conn.close()
+    monkeypatch.setattr(storage, "_applied", lambda db: [])  # a stale read, as in that race
+    db = storage.open_db(tmp_path / "r1.db")
+    names = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert names == [m.__name__ for m in storage.MIGRATIONS]
