@@ -42,6 +42,9 @@ class Runner:
         self.info: dict[str, Any] = {}
         self._pieces: dict[int, bytes] = {}
         self._abort_cb = None
+        # The last prompt + reply as text and as the tokens the model really saw; see _tokenize_prompt.
+        self._last_text = ""
+        self._last_tokens: list[int] = []
 
     # Loading ------------------------------------------------------------------------------
     def load(self, path: str, opts: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +88,7 @@ class Runner:
             raise ModelLoadFailed(f"{path}: llama.cpp could not load the model ({exc})") from None
         llm = self.llm
         self._pieces.clear()
+        self._last_text, self._last_tokens = "", []
         # llama.cpp may round the context up; the bindings' buffers keep the requested size.
         self.n_ctx = min(llm.n_ctx(), len(llm.input_ids))
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
@@ -134,6 +138,17 @@ class Runner:
     def _tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
+        """Tokens for a rendered prompt, re-using the tokens of the previous turn where they fit.
+
+        Re-tokenising a reply often gives other tokens than the model generated (BPE merges
+        differ), which would make llama.cpp re-evaluate the whole reply on the next turn. When
+        the new prompt starts with the previous prompt and reply, keep the tokens as generated.
+        """
+        if self._last_text and prompt.startswith(self._last_text):
+            return self._last_tokens + self._tokenize(prompt[len(self._last_text):])
+        return self._tokenize(prompt)
+
     def _is_eog(self, token: int) -> bool:
         import llama_cpp
 
@@ -148,7 +163,7 @@ class Runner:
         dropped = 0
         while True:
             prompt = self.template.render(system + turns, **variables)
-            tokens = self._tokenize(prompt)
+            tokens = self._tokenize_prompt(prompt)
             if len(tokens) + reserve <= n_ctx:
                 return prompt, tokens, dropped
             # Drop the oldest turn, never the latest user message.
@@ -205,6 +220,8 @@ class Runner:
             min_p=float(p["min_p"]), repeat_penalty=float(p["repeat_penalty"]),
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        raw_text: list[str] = []
+        spliced = True  # the generated text follows the prompt directly
         generated: list[int] = []
         n_reasoning = 0
         t_first = t_last = None
@@ -246,6 +263,7 @@ class Runner:
                         was_reasoning = splitter.in_reasoning
                         text = decoder.decode(self._piece(tok))
                         if text:
+                            raw_text.append(text)
                             emit(splitter.feed(text))
                         if was_reasoning:
                             n_reasoning += 1
@@ -264,6 +282,7 @@ class Runner:
                             t_think_end = now
                             notes.append(f"reasoning budget of {budget} tokens reached")
                             context = tokens + generated + self._tokenize(CLOSE_THINKING)
+                            spliced = False
                             restart = True
                             break
                 finally:
@@ -280,7 +299,12 @@ class Runner:
                 self._set_abort(False)
         tail = decoder.decode(b"", final=True)
         if tail:
+            raw_text.append(tail)
             emit(splitter.feed(tail))
+        if spliced and budget != 0:
+            self._last_text, self._last_tokens = prompt + "".join(raw_text), tokens + generated
+        else:
+            self._last_text, self._last_tokens = "", []
         emit(splitter.flush())
         if splitter.in_reasoning and not splitter.closed and finish == "stop":
             notes.append("the model ended without closing its reasoning")

@@ -228,7 +228,9 @@ def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = Tru
         conn = _connect_raw(path)
         conn.execute("PRAGMA busy_timeout = 10000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        conn.execute("PRAGMA synchronous = FULL")
+        # WAL + NORMAL: every commit survives a crash or kill of the app; only an OS crash or
+        # power cut may lose the last moments (see the README).
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as exc:
