@@ -109,6 +109,7 @@ def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
     n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads the context to a multiple of 256
     return {
         "n_ctx": int(n_ctx),
+        "n_ctx_auto": options.n_ctx is None,
         "n_threads": int(options.n_threads or default_threads()),
         "n_gpu_layers": options.n_gpu_layers,
         "flash_attn": bool(options.flash_attn),

@@ -62,10 +62,7 @@ class Runner:
         if kv not in (0, 1) and not opts.get("flash_attn"):
             raise ModelLoadFailed("a quantised KV cache needs flash attention turned on")
         self.unload()
-        n_gpu_layers = opts.get("n_gpu_layers", "auto")
-        if n_gpu_layers == "auto":
-            n_gpu_layers = _auto_gpu_layers(path, opts)
-        opts = dict(opts, n_gpu_layers=int(n_gpu_layers))
+        opts, plan_notes = _plan_load(path, opts)
         t0 = time.perf_counter()
         try:
             self.llm = llama_cpp.Llama(
@@ -95,7 +92,7 @@ class Runner:
         bos = llm._model.token_get_text(bos_id) if bos_id >= 0 else ""
         eos = llm._model.token_get_text(eos_id) if eos_id >= 0 else ""
         source = llm.metadata.get("tokenizer.chat_template")
-        warnings: list[str] = []
+        warnings: list[str] = list(plan_notes)
         if not source:
             warnings.append("the model has no chat template; using ChatML")
         self.template = ChatTemplate(source or CHATML, bos_token=bos, eos_token=eos)
@@ -364,20 +361,35 @@ class Runner:
                 self.conn.send(("error", "bug", f"{type(exc).__name__}: {exc}"))
 
 
-def _auto_gpu_layers(path: str, opts: dict[str, Any]) -> int:
-    """GPU layers for "auto": none on a CPU-only build, else what the fit estimate allows."""
-    import llama_cpp
+def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Settle "auto" GPU layers and check the memory estimate before llama.cpp allocates anything.
 
-    if not llama_cpp.llama_supports_gpu_offload():
-        return 0
-    try:
-        from . import fit, hardware
-        from .modelfile import read_header
+    A context chosen by default shrinks (not below 2048) until the model fits; a context the
+    user asked for is kept, and a load that would not fit is refused with the numbers.
+    """
+    from . import fit, hardware
+    from .errors import NotEnoughMemory
+    from .modelfile import read_header
 
-        info = read_header(path)
-        return int(fit.default_gpu_layers(info, hardware.detect(), int(opts["n_ctx"]), opts.get("kv_type", "f16")))
-    except (ImportError, AttributeError):
-        return -1
+    hw = hardware.detect()
+    info = read_header(path)
+    kv_type, flash = str(opts.get("kv_type", "f16")), bool(opts.get("flash_attn"))
+    n_ctx = int(opts["n_ctx"])
+    notes: list[str] = []
+    while True:
+        ngl = opts.get("n_gpu_layers", "auto")
+        if ngl == "auto":
+            ngl = fit.default_gpu_layers(info, hw, n_ctx, kv_type, flash) if hw.build.gpu_offload else 0
+        plan = fit.estimate(info, n_ctx=n_ctx, hardware=hw, n_gpu_layers=int(ngl), kv_type=kv_type, flash_attn=flash)
+        if plan.fits:
+            break
+        if opts.get("n_ctx_auto") and n_ctx > 2048:
+            n_ctx = max(2048, n_ctx // 2)
+            continue
+        raise NotEnoughMemory(f"{path}: does not fit this machine: {plan.describe()}")
+    if n_ctx != int(opts["n_ctx"]):
+        notes.append(f"context reduced to {n_ctx} tokens to fit the memory available")
+    return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl)), notes
 
 
 class _UnusedFormatter:

@@ -242,3 +242,17 @@ def test_regenerate_and_edit(service: ChatService, tiny_r1: Path) -> None:
     msgs = service.history.messages(cid)
     assert [m.content for m in msgs][0] == "hello there" and len(msgs) == 2
     assert edited["stats"].finish_reason == "stop"
+
+
+def test_too_large_context_is_refused_up_front(service: ChatService, smollm2: Path) -> None:
+    from engine.errors import NotEnoughMemory
+
+    total = psutil.virtual_memory().total
+    # SmolLM2's f16 KV cache takes 23,040 bytes per token: ask for twice the machine's RAM.
+    n_ctx = int(2 * total / 23_040)
+    with pytest.raises(NotEnoughMemory, match="does not fit"):
+        service.load_model(smollm2, LoadOptions(n_ctx=n_ctx))
+    assert service.host.pid is None
+    # A default context is chosen to fit, and the model loads.
+    info = service.load_model(smollm2)
+    assert info.n_ctx == 8192
