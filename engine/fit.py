@@ -32,7 +32,6 @@ estimate returns 0 for every GGUF.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -424,12 +423,16 @@ def default_gpu_layers(info: "GGUFInfo", hardware: "Hardware", n_ctx: int, kv_ty
 
     Returns ``n_layer + 1`` when everything, output included, fits on the GPU(s). When even the
     RAM part does not fit this still returns the GPU-optimal count: loading then fails with
-    llama.cpp's own error, or the caller refuses first with :func:`check`.
+    llama.cpp's own error, or the caller refuses first with :func:`check`. A model whose shape
+    cannot be read gets 0.
     """
     if not hardware.usable_gpus():
         return 0
-    plan = estimate(info, n_ctx=n_ctx, hardware=hardware, n_gpu_layers="auto", kv_type=kv_type,
-                    flash_attn=flash_attn)
+    try:
+        plan = estimate(info, n_ctx=n_ctx, hardware=hardware, n_gpu_layers="auto", kv_type=kv_type,
+                        flash_attn=flash_attn)
+    except (ValueError, KeyError):
+        return 0  # a shape this estimate cannot read: RAM is slow but cannot run out of VRAM
     return plan.n_gpu_layers
 
 

@@ -9,7 +9,6 @@ GPU machines are described (tests/data/profiles) since none exists here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -462,3 +461,10 @@ def test_recommend_command_with_a_profile():
     assert top["plan"]["devices"][1]["device"] == "CUDA0"
     text = _run("recommend", "--profile", str(PROFILES / "cpu-8gb.json"), "--limit", "1")
     assert text.exit_code == 0 and "在 CPU 上运行" in text.output and "Runs on the CPU" in text.output
+
+
+def test_a_shape_the_estimate_cannot_read_gets_no_gpu_layers():
+    from engine.modelfile import GGUFInfo
+
+    info = GGUFInfo("odd.gguf", 3, {"general.architecture": "mystery"}, [], 0, 0)
+    assert fit.default_gpu_layers(info, machine((24, 24)), 4096) == 0
