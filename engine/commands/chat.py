@@ -31,6 +31,10 @@ def _gpu_layers(value: str) -> int | str:
 @click.option("--ctx", type=int, help="Context length in tokens (default: from the model, at most 8192).")
 @click.option("--gpu-layers", default="auto", show_default=True, help="Layers to offload to the GPU, or 'auto'.")
 @click.option("--threads", type=int, help="CPU threads (default: physical cores).")
+@click.option("--flash-attn", is_flag=True, help="Use flash attention (needed for a quantised KV cache).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type.")
+@click.option("--no-mmap", is_flag=True, help="Read the whole model into memory instead of mapping it.")
 @click.option("--max-tokens", type=int, help="Most tokens to generate for a reply.")
 @click.option("--temperature", type=float)
 @click.option("--top-p", type=float)
@@ -38,14 +42,15 @@ def _gpu_layers(value: str) -> int | str:
 @click.option("--reasoning-budget", type=int, help="Most thinking tokens before the model must answer.")
 @click.option("--hide-reasoning", is_flag=True, help="Do not print the model's reasoning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reply.")
-def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, max_tokens, temperature,
-         top_p, seed, reasoning_budget, hide_reasoning, as_json):
+def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
+         max_tokens, temperature, top_p, seed, reasoning_budget, hide_reasoning, as_json):
     """Chat with MODEL (a .gguf file or a library name)."""
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             reasoning_budget=reasoning_budget)
     service = ChatService()
     try:
-        options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers))
+        options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers),
+                              flash_attn=flash_attn, kv_type=kv_type, use_mmap=not no_mmap)
         info = service.load_model(model, options)
         if conversation_id is not None:
             service.history.get_conversation(conversation_id)

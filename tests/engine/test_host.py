@@ -256,3 +256,35 @@ def test_too_large_context_is_refused_up_front(service: ChatService, smollm2: Pa
     # A default context is chosen to fit, and the model loads.
     info = service.load_model(smollm2)
     assert info.n_ctx == 8192
+
+
+def test_unresponsive_host_is_killed_after_grace(service: ChatService, smollm2: Path) -> None:
+    """A model process that does not react to cancel (here: stopped) is killed and replaced."""
+    service.load_model(smollm2, LoadOptions(n_ctx=2048, use_mmap=False))
+    pid = service.host.pid
+    got = []
+    for ev in service.send(None, "Write a very long story about a dragon.", SamplingParams(temperature=0, max_tokens=1500)):
+        got.append(ev)
+        if len(got) == 5:
+            os.kill(pid, signal.SIGSTOP)
+            t0 = time.monotonic()
+            service.cancel()
+    waited = time.monotonic() - t0
+    stats = got[-1]
+    assert isinstance(stats, Stats) and stats.finish_reason == "cancelled"
+    assert any("restarted" in n for n in stats.notes)
+    assert waited >= host_module.CANCEL_GRACE_SECONDS
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    again = collect(service.send(None, "What is the capital of France? Answer in one word.",
+                                 SamplingParams(temperature=0, max_tokens=20)))
+    assert "Paris" in again["answer"] and service.host.pid != pid
+
+
+def test_flash_attention_with_quantised_kv(service: ChatService, smollm2: Path) -> None:
+    info = service.load_model(smollm2, LoadOptions(n_ctx=1024, flash_attn=True, kv_type="q8_0"))
+    assert info.options["kv_type"] == "q8_0"
+    out = collect(service.send(None, "What is the capital of France? Answer in one word.",
+                               SamplingParams(temperature=0, max_tokens=20)))
+    assert out["error"] is None and out["stats"].completion_tokens > 0
+    with pytest.raises(ModelLoadFailed, match="flash attention"):
+        service.load_model(smollm2, LoadOptions(n_ctx=1024, kv_type="q8_0"))
