@@ -29,14 +29,11 @@ GiB = 1024**3
 MiB = 1024**2
 
 CUDA_BUILD_HINT = (
-    'reinstall llama-cpp-python with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" '
-    "pip install --force-reinstall --no-cache-dir llama-cpp-python "
-    "(needs the CUDA toolkit), or install a prebuilt CUDA wheel from "
-    "https://abetlen.github.io/llama-cpp-python/whl/cu124"
+    "install NVIDIA's CUDA toolkit (nvcc) and run installer/setup.sh again, which then builds "
+    'llama.cpp with CUDA (or set R1DESK_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on")'
 )
 METAL_BUILD_HINT = (
-    'reinstall llama-cpp-python with Metal: CMAKE_ARGS="-DGGML_METAL=on" '
-    "pip install --force-reinstall --no-cache-dir llama-cpp-python"
+    'run installer/setup.sh again with R1DESK_CMAKE_ARGS="-DGGML_METAL=on" to build llama.cpp with Metal'
 )
 
 # Instruction sets llama.cpp's CPU kernels care about, as /proc/cpuinfo names them.
