@@ -49,14 +49,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import chat, history  # noqa: F401  (each module adds its commands to ``cli``)
-
-    for optional in ("hardware", "models"):
-        try:
-            __import__(f"{__name__}.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{optional}":
-                raise
+    # Each module adds its commands to ``cli`` when imported.
+    from . import chat, hardware, history, models  # noqa: F401
 
 
 _register()
