@@ -106,6 +106,10 @@ def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None
             files = list(getattr(choice, "files", None) or [])
             return str(choice.quant).upper(), (files[0] if files else None), \
                 f"{choice.quant} is the recommended quantisation for this machine."
+    models = getattr(cat, "models", None) or []
+    if any(str(getattr(m, "repo", "")).lower() == repo.lower() for m in models):
+        return None, None, (f"By r1desk's estimate no file of {repo} fits this machine; taking its only GGUF "
+                            f"file, or {dl.DEFAULT_QUANT}.")
     return None, None, f"{repo} is not in r1desk's catalog; taking its only GGUF file, or {dl.DEFAULT_QUANT}."
 
 

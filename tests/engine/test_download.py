@@ -649,6 +649,20 @@ def test_cli_pull_without_quant_says_where_the_choice_came_from(hub: FakeHub) ->
     assert "Ready: tiny-r1-Q8_0" in result.output  # the repo's only GGUF
 
 
+def test_cli_pull_takes_the_recommendation_for_this_machine(fake_hub: FakeHub, tiny_r1: Path) -> None:
+    from engine.catalog import load
+    from engine.commands.models import recommended_quant
+
+    repo = load().models[0].repo
+    quant, filename, note = recommended_quant(repo)
+    assert quant and filename, note
+    fake_hub.add_repo(repo, {filename: tiny_r1, "other-Q2_K.gguf": tiny_r1})
+    result = CliRunner().invoke(cli, ["pull", repo, "--endpoint", fake_hub.endpoint])
+    assert result.exit_code == 0, result.output
+    assert f"{quant} is the recommended quantisation" in result.output
+    assert [e.file for e in fake_hub.requests(server="cdn")] == [filename]
+
+
 def test_cli_errors_are_one_line(fake_hub: FakeHub) -> None:
     result = CliRunner().invoke(cli, ["pull", "../etc", "--endpoint", fake_hub.endpoint])
     assert result.exit_code == 1
