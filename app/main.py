@@ -51,20 +51,23 @@ class SingleInstance(QObject):
             # A socket file left by a crashed instance: nobody answered on it, so remove it.
             QLocalServer.removeServer(name)
             self.server.listen(name)
+        self._sockets: list[QLocalSocket] = []
         self.server.newConnection.connect(self._connection)
 
     def _connection(self) -> None:
         while self.server.hasPendingConnections():
-            socket = self.server.nextPendingConnection()
-            socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(socket.deleteLater)
-            if socket.bytesAvailable():
-                self._read(socket)
+            socket = self.server.nextPendingConnection()  # owned by the server
+            self._sockets.append(socket)
+            socket.readyRead.connect(self._read)
+            socket.disconnected.connect(self._read)
+        self._read()
 
-    def _read(self, socket: QLocalSocket) -> None:
-        data = bytes(socket.readAll().data())
-        if ACTIVATE.strip() in data:
-            self.activated.emit()
+    def _read(self) -> None:
+        for socket in list(self._sockets):
+            if ACTIVATE.strip() in bytes(socket.readAll().data()):
+                self.activated.emit()
+            if socket.state() == QLocalSocket.LocalSocketState.UnconnectedState:
+                self._sockets.remove(socket)
 
     def close(self) -> None:
         self.server.close()

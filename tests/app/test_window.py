@@ -137,3 +137,49 @@ def test_history_is_there_after_a_restart(make_window, tiny_r1, qtbot):
     hit = Qt.ItemDataRole.UserRole + 1
     qtbot.waitUntil(lambda: any(i.data(hit) for i in again.sidebar.items()), timeout=5000)
     assert [i.data(hit) for i in again.sidebar.items()] == [answer.message_id]
+
+
+@pytest.mark.slow
+def test_regenerate_and_edit_and_resend(make_window, tiny_r1, qtbot):
+    window = make_window(**{**GREEDY, "chat.n_ctx": 512})
+    load(qtbot, window, tiny_r1)
+    send(qtbot, window, "first question")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    send(qtbot, window, "second question")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    conversation = window.current_id
+    user1, reply1, user2, reply2 = window.chat_view.messages
+    assert reply2.regenerate_button.isVisibleTo(window) and not reply1.regenerate_button.isVisibleTo(window)
+    qtbot.mouseClick(reply2.regenerate_button, Qt.MouseButton.LeftButton)
+    assert window.reply is not None
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    saved = window.history.messages(conversation)
+    assert [m.role for m in saved] == ["user", "assistant", "user", "assistant"]
+    new_reply = window.chat_view.messages[-1]
+    assert new_reply is not reply2 and len(window.chat_view.messages) == 4
+    assert saved[-1].content == new_reply.text and saved[-1].status == "complete"
+    # Edit the first question: everything after it is replaced by the new exchange.
+    first = window.chat_view.messages[0]
+    qtbot.mouseClick(first.edit_button, Qt.MouseButton.LeftButton)
+    assert first.editor is not None
+    first.editor.setPlainText("a better first question")
+    qtbot.mouseClick(first._send_edit, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    saved = window.history.messages(conversation)
+    assert [(m.role, m.content if m.role == "user" else "") for m in saved] == [
+        ("user", "a better first question"), ("assistant", "")]
+    assert [w.text for w in window.chat_view.messages][0] == "a better first question"
+    assert len(window.chat_view.messages) == 2
+
+
+def test_a_second_launch_brings_the_first_to_the_front(qtbot):
+    from app.main import SingleInstance, activate_running_instance, instance_name
+
+    name = instance_name() + "-test"
+    assert not activate_running_instance(name, timeout_ms=200)  # nobody is running
+    first = SingleInstance(name)
+    try:
+        with qtbot.waitSignal(first.activated, timeout=5000):
+            assert activate_running_instance(name)
+    finally:
+        first.close()
