@@ -90,12 +90,23 @@ def set_hub_endpoint(url: str | None, *, db: sqlite_utils.Database | None = None
         set_setting(conn, SETTING_ENDPOINT, _check_endpoint(url) if url else None)
 
 
-def hub_token(override: str | None = None, *, db: sqlite_utils.Database | None = None) -> str | None:
-    """The token for gated repos; None lets huggingface_hub use HF_TOKEN or a saved login."""
-    if override:
+def hub_token(override: str | bool | None = None, *, endpoint: str | None = None,
+              db: sqlite_utils.Database | None = None) -> str | bool | None:
+    """The token for gated repos: the argument, else r1desk's setting.
+
+    Without either, None lets huggingface_hub use HF_TOKEN or a saved ``hf auth login`` -- but
+    only for huggingface.co itself: a mirror gets False (no token), so a login made for the
+    hub is not handed to whoever runs the mirror.
+    """
+    if isinstance(override, str) and override:
         return override
     with _database(db) as conn:
-        return get_setting(conn, SETTING_TOKEN) or None
+        saved = get_setting(conn, SETTING_TOKEN)
+    if saved:
+        return saved
+    if endpoint is not None and not _same_origin(_check_endpoint(endpoint), DEFAULT_ENDPOINT):
+        return False
+    return None
 
 
 def set_hub_token(token: str | None, *, db: sqlite_utils.Database | None = None) -> None:
@@ -214,7 +225,7 @@ class RepoListing:
         return found
 
 
-def list_repo(repo: str, revision: str = "main", *, endpoint: str | None = None, token: str | None = None,
+def list_repo(repo: str, revision: str = "main", *, endpoint: str | None = None, token: str | bool | None = None,
               db: sqlite_utils.Database | None = None) -> RepoListing:
     """The files of a model repo at a revision, with sizes and LFS sha256, pinned to one commit."""
     from huggingface_hub import HfApi
@@ -222,7 +233,7 @@ def list_repo(repo: str, revision: str = "main", *, endpoint: str | None = None,
     repo = check_repo_id(repo)
     revision = check_revision(revision)
     endpoint = hub_endpoint(endpoint, db=db)
-    token = hub_token(token, db=db)
+    token = hub_token(token, endpoint=endpoint, db=db)
     _refuse_offline(endpoint)
     with _hub_errors(endpoint, repo):
         info = HfApi(endpoint=endpoint, token=token).model_info(repo, revision=revision, files_metadata=True)
@@ -473,7 +484,7 @@ class Download:
         try:
             self.lib = _library.Library(db)
             self.endpoint = hub_endpoint(self._endpoint, db=db)
-            self.token = hub_token(self._token, db=db)
+            self.token = hub_token(self._token, endpoint=self.endpoint, db=db)
             _refuse_offline(self.endpoint)
             if self.folder is None:
                 self.folder = download_folder(db=db)
@@ -930,7 +941,7 @@ class Pull:
         db = self.db if self.db is not None else open_db()
         try:
             endpoint = hub_endpoint(self.endpoint, db=db)
-            token = hub_token(self.token, db=db)
+            token = hub_token(self.token, endpoint=endpoint, db=db)
             _refuse_offline(endpoint)
             yield Progress(0, None, f"Looking up {self.repo} on {endpoint}")
             listing = list_repo(self.repo, self.revision, endpoint=endpoint, token=token, db=db)

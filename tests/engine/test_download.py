@@ -581,6 +581,16 @@ def test_gated_repo_needs_the_token_setting(fake_hub: FakeHub, tiny_r1: Path) ->
     assert not any(e.authorization for e in fake_hub.requests(server="cdn")), "the token stays on the hub"
 
 
+def test_a_login_for_the_hub_is_not_sent_to_a_mirror(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_users_own_login")
+    assert download.hub_token(endpoint="https://huggingface.co") is None  # huggingface_hub may use it
+    assert download.hub_token(endpoint=hub.endpoint) is False
+    run(download.pull(ONE_REPO, endpoint=hub.endpoint))
+    assert hub.log and not any(e.authorization for e in hub.log)
+    download.set_hub_token("hf_for_this_mirror")
+    assert download.hub_token(endpoint=hub.endpoint) == "hf_for_this_mirror"
+
+
 def test_missing_repo_file_and_quant_are_clear(hub: FakeHub) -> None:
     with pytest.raises(ModelNotFound, match="no model repo nobody/nothing"):
         run(download.pull("nobody/nothing", endpoint=hub.endpoint))
