@@ -237,6 +237,11 @@ class SettingsDialog(QDialog):
         self.hub_note.setObjectName("Muted")
         self.hub_note.setWordWrap(True)
         form.addRow("", self.hub_note)
+        self.hub_error = QLabel(page)
+        self.hub_error.setObjectName("MessageNotice")
+        self.hub_error.setWordWrap(True)
+        self.hub_error.setVisible(False)
+        form.addRow("", self.hub_error)
         self.tabs.addTab(page, "")
 
     def _build_general_tab(self) -> None:
@@ -298,8 +303,28 @@ class SettingsDialog(QDialog):
             out[f"chat.{key}"] = opt.value()
         return out
 
-    def apply(self) -> list[str]:
-        changed = self.settings.update(self.values())
+    def apply(self) -> list[str] | None:
+        """Store the values; None (and a message on the Downloads tab) when one is not acceptable."""
+        values = self.values()
+        endpoint = values.pop("hub.endpoint")
+        changed = []
+        if endpoint != self.settings.get("hub.endpoint"):
+            try:
+                from engine.download import set_hub_endpoint
+                from engine.errors import R1deskError
+            except ImportError:
+                values["hub.endpoint"] = endpoint
+            else:
+                try:
+                    set_hub_endpoint(endpoint, db=self.settings.db)
+                except R1deskError as exc:
+                    self.tabs.setCurrentIndex(2)
+                    self.hub_error.setText(str(exc))
+                    self.hub_error.setVisible(True)
+                    return None
+                changed.append("hub.endpoint")
+        self.hub_error.setVisible(False)
+        changed += self.settings.update(values)
         if self._new_data_folder:
             choose_data_folder(self._new_data_folder)
             changed.append("data_folder")
@@ -309,8 +334,8 @@ class SettingsDialog(QDialog):
         return changed
 
     def accept(self) -> None:
-        self.apply()
-        super().accept()
+        if self.apply() is not None:
+            super().accept()
 
     def _gpu_mode_changed(self) -> None:
         self.gpu_spin.setEnabled(self.gpu_manual.isChecked())
