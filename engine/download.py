@@ -273,7 +273,11 @@ def choose_files(listing: RepoListing, *, quant: str | None = None, filename: st
         quant = DEFAULT_QUANT
     matching = [f for f in models if _quant_matches(f.name, quant)]
     if not matching:
-        raise ModelNotFound(f"{listing.repo} has no {quant} file (it has: {', '.join(listing.quants()) or 'none'})")
+        have = listing.quants()
+        source = next((q for q in ("BF16", "F16", "F32") if q in have), None)
+        hint = (f"download {source} and make {quant} from it: r1desk pull {listing.repo}:{source}, then "
+                f"r1desk quantize NAME --to {quant}") if source else None
+        raise ModelNotFound(f"{listing.repo} has no {quant} file (it has: {', '.join(have) or 'none'})", hint=hint)
     if len(matching) > 1:
         names = ", ".join(f.name for f in matching)
         raise DownloadError(f"several {quant} files in {listing.repo}: {names}; choose one with --file")
@@ -946,6 +950,11 @@ class Pull:
             yield Progress(0, None, f"Looking up {self.repo} on {endpoint}")
             listing = list_repo(self.repo, self.revision, endpoint=endpoint, token=token, db=db)
             self.files = choose_files(listing, quant=self.quant, filename=self.filename)
+            if self.folder is None and download_folder(db=db) is None:
+                try:
+                    sweep_incomplete()  # leftovers of other runs, before adding new files
+                except OSError:
+                    pass
             if self._cancel.is_set():
                 raise Cancelled("download cancelled")
             self.download = Download(self.repo, [f.name for f in self.files], revision=self.revision,

@@ -623,6 +623,9 @@ def test_choose_files_by_quant_split_and_default() -> None:
     assert set(listing.quants()) == {"Q4_K_M", "Q8_0", "Q6_K"}
     with pytest.raises(DownloadError, match="part 2 of 2 is missing"):
         download.choose_files(_listing("x-Q4_0-00001-of-00002.gguf"), quant="Q4_0")
+    with pytest.raises(ModelNotFound) as info:
+        download.choose_files(_listing("m-F16.gguf", "m-Q8_0.gguf"), quant="Q4_K_M")
+    assert "r1desk pull o/r:F16" in info.value.hint and "--to Q4_K_M" in info.value.hint
     nested = _listing("Q4_K_M/m-Q4_K_M-00001-of-00002.gguf", "Q4_K_M/m-Q4_K_M-00002-of-00002.gguf")
     assert len(download.choose_files(nested, quant="Q4_K_M")) == 2
     assert download.choose_files(_listing("only.gguf"))[0].name == "only.gguf"
