@@ -19,7 +19,6 @@ class ComposerEdit(QPlainTextEdit):
         self.setObjectName("ComposerEdit")
         self.setTabChangesFocus(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
 
@@ -36,10 +35,13 @@ class ComposerEdit(QPlainTextEdit):
         super().keyPressEvent(event)
 
     def _fit(self, *_) -> None:
-        lines = max(1, min(MAX_LINES, int(self.document().size().height())))
-        line_height = self.fontMetrics().lineSpacing()
-        margins = self.contentsMargins()
-        height = lines * line_height + int(2 * self.document().documentMargin()) + margins.top() + margins.bottom()
+        # QPlainTextEdit measures its document in lines.
+        wanted = max(1, int(self.document().size().height()))
+        lines = min(MAX_LINES, wanted)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if wanted > MAX_LINES
+                                        else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        height = (lines * self.fontMetrics().lineSpacing() + int(2 * self.document().documentMargin())
+                  + 2 * self.frameWidth() + 2)
         self.setFixedHeight(height)
 
 

@@ -69,7 +69,8 @@ def plan_text(plan: Any) -> str:
         need = sum(d.total for d in short)
         have = sum(d.budget or 0 for d in short)
         text = translate("Fit", "Does not fit: it needs {need}, and {have} can be used.").format(need=gb(need), have=gb(have))
-    if plan.fits and plan.tokens_per_second:
+    # Above a few hundred tokens/s the figure says nothing a user needs (tiny models).
+    if plan.fits and plan.tokens_per_second and plan.tokens_per_second < 500:
         text += " " + translate("Fit", "About {tps} tokens/s.").format(tps=f"{plan.tokens_per_second:.0f}")
     return text
 

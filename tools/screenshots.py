@@ -1,0 +1,256 @@
+"""Screenshots of the real app under Xvfb, in English and Chinese, for docs/screenshots/ and the README.
+
+    .venv/bin/python tools/screenshots.py [--out docs/screenshots] [--languages en zh_CN]
+
+Needs (Debian): xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 fonts-noto-cjk,
+and openbox when dialogs should have window frames (without a window manager they have none).
+Each language runs in a fresh process with an empty data folder, so the first screenshot is a
+real first start. The app talks to the loopback hub of the test suite (tests/support/hub.py),
+which serves the tiny R1 test model under the recommended file's name; the chat's last reply
+is generated live by that model. The earlier turn of the chat is sample text (Markdown and
+code), written into the history database. The model picker and settings are shown on a
+described machine (tests/data/profiles/nvidia-8gb.json), since this machine has no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / "tests" / "data" / "profiles" / "nvidia-8gb.json"
+SIZE = (1280, 800)
+
+SAMPLE = {
+    "en": {
+        "title": "Reversing a list in Python",
+        "question": "How do I reverse a list in Python, and which way is fastest?",
+        "reasoning": ("The user wants to reverse a list. There are three common ways: slicing with [::-1], "
+                      "list.reverse() and reversed(). Slicing copies, reverse() works in place, reversed() "
+                      "gives an iterator. For speed, reverse() avoids the copy."),
+        "answer": ("There are three common ways:\n\n1. `items[::-1]` returns a **new** reversed list\n"
+                   "2. `items.reverse()` reverses **in place** and returns `None`\n"
+                   "3. `reversed(items)` gives an iterator, handy in loops\n\n"
+                   "```python\nitems = [1, 2, 3, 4]\nitems.reverse()\nprint(items)  # [4, 3, 2, 1]\n```\n\n"
+                   "`reverse()` is the fastest when you no longer need the original order, "
+                   "because it does not copy the list."),
+        "live": "What is 6 × 7?",
+    },
+    "zh_CN": {
+        "title": "在 Python 中反转列表",
+        "question": "在 Python 里怎么反转一个列表？哪种方法最快？",
+        "reasoning": ("用户想反转列表。常见方法有三种：切片 [::-1]、list.reverse() 和 reversed()。"
+                      "切片会复制，reverse() 原地修改，reversed() 返回迭代器。论速度，reverse() 不需要复制。"),
+        "answer": ("常见的方法有三种：\n\n1. `items[::-1]` 返回一个**新的**反转列表\n"
+                   "2. `items.reverse()` **原地**反转，返回 `None`\n"
+                   "3. `reversed(items)` 返回迭代器，适合在循环中使用\n\n"
+                   "```python\nitems = [1, 2, 3, 4]\nitems.reverse()\nprint(items)  # [4, 3, 2, 1]\n```\n\n"
+                   "如果不再需要原来的顺序，`reverse()` 最快，因为它不复制列表。"),
+        "live": "6 乘以 7 等于多少？",
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Outside: an X server for each language run.
+
+
+def start_window_manager(display: str) -> subprocess.Popen | None:
+    if not shutil.which("openbox"):
+        print("openbox not found: dialogs will have no window frames")
+        return None
+    proc = subprocess.Popen(["openbox", "--sm-disable"], env=dict(os.environ, DISPLAY=display),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return proc
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    if not shutil.which("Xvfb"):
+        raise SystemExit("Xvfb is missing: apt-get install xvfb libxcb-cursor0 libxcb-icccm4 "
+                         "libxcb-keysyms1 libxkbcommon-x11-0 fonts-noto-cjk")
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+    else:
+        raise SystemExit("no free X display number")
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{SIZE[0]}x{SIZE[1]}x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("Xvfb did not start")
+        time.sleep(0.1)
+    return proc, f":{n}"
+
+
+def outer(out: Path, languages: list[str]) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    for language in languages:
+        xvfb, display = start_xvfb()
+        manager = start_window_manager(display)
+        try:
+            env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
+            code = subprocess.run([sys.executable, __file__, "--inner", language, "--out", str(out)],
+                                  env=env, cwd=ROOT).returncode
+        finally:
+            for proc in (manager, xvfb):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(5)
+        if code:
+            return code
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Inside: the real app, driven like a user would.
+
+
+def inner(language: str, out: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    home = Path(tempfile.mkdtemp(prefix="r1desk-shots-"))
+    os.environ.update(R1DESK_HOME=str(home / "data"), HF_HUB_CACHE=str(home / "hf-cache"),
+                      HF_HOME=str(home / "hf-home"), HF_HUB_OFFLINE="0")
+    os.environ.pop("HF_ENDPOINT", None)
+
+    from app import workers
+    from app.hardware import probe
+    from app.main import application, build_window
+    from app.modelpicker import offers
+    from app.qt import QApplication, QGuiApplication
+    from app.settings import AppSettings
+    from engine.hardware import Hardware, detect
+    from engine.history import History
+    from tests.support.hub import FakeHub
+    from tests.support.models import tiny_r1_path
+
+    tag = "en" if language == "en" else "zh"
+    app = application([sys.argv[0]])
+    tiny = tiny_r1_path()
+    hub = FakeHub().start()
+    history = History()
+    settings = AppSettings(history.db)
+    settings.set("app.language", language)
+    settings.set("app.theme", "light")
+    settings.set("hub.endpoint", hub.endpoint)
+    settings.set("chat.n_ctx", 2048)
+    # The hub serves the tiny test model under the names of the files the app will offer.
+    real = detect()
+    profile = Hardware.load(PROFILE)
+    for hardware in (real, profile):
+        for offer in offers(hardware, 2048)[:3]:
+            hub.add_repo(offer.repo, {offer.files[0]: tiny})
+
+    def pump(seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+
+    def wait(condition, timeout: float = 60) -> None:
+        end = time.time() + timeout
+        while not condition():
+            if time.time() > end:
+                raise SystemExit(f"timed out waiting in the {language} run")
+            pump(0.05)
+
+    def center(dialog) -> None:
+        dialog.adjustSize()
+        dialog.move((SIZE[0] - dialog.width()) // 2, max(0, (SIZE[1] - dialog.height()) // 2))
+
+    def shot(name: str) -> None:
+        pump(0.6)
+        path = out / f"{tag}-{name}.png"
+        QGuiApplication.primaryScreen().grabWindow(0).save(str(path))
+        print(path)
+
+    window = build_window(history=history)
+    window.setGeometry(0, 0, *SIZE)
+    window.show()
+    window.start()
+
+    # 1. First start: the machine, the recommended R1 distill, one Download button.
+    wait(lambda: "first_run" in window._dialogs)
+    first = window._dialogs["first_run"]
+    wait(lambda: first.hub_state != "checking" and first.card is not None)
+    center(first)
+    shot("1-first-run")
+    first.reject()
+
+    # 2. A chat with reasoning: a sample earlier turn, then a live reply from the tiny R1 model.
+    sample = SAMPLE[language]
+    conversation = history.create_conversation(sample["title"], model="DeepSeek-R1-Distill-Qwen-7B")
+    history.add_message(conversation, "user", sample["question"])
+    reply = history.start_reply(conversation, "DeepSeek-R1-Distill-Qwen-7B")
+    history.finish_reply(reply, sample["answer"], sample["reasoning"], "complete",
+                         {"completion_tokens": 212, "tokens_per_second": 18.4, "ttft_ms": 310.0,
+                          "reasoning_seconds": 4.2, "total_seconds": 11.5})
+    window.sidebar.refresh()
+    window.load_model(str(tiny))
+    wait(lambda: window.chat.loaded is not None and window.loading is None)
+    window.open_conversation(conversation)
+    window.composer.set_text(sample["live"])
+    window.composer._submit()
+    wait(lambda: window.reply is None)
+    live = window.chat_view.messages[-1]
+    live.thinking.button.setChecked(True)
+    window.chat_view.scroll_to_bottom()
+    window.composer.set_text("")
+    shot("2-chat-with-reasoning")
+
+    # 3. The model picker on a machine with an 8 GB NVIDIA GPU: fit badges, memory pictures,
+    #    and a download under way.
+    probe().set(profile)
+    window.show_model_picker()
+    picker = window._dialogs["models"]
+    picker.resize(900, 700)
+    picker.move((SIZE[0] - 900) // 2, 50)
+    wait(lambda: bool(picker.cards))
+    picker.tabs.setCurrentIndex(1)
+    top = picker.cards[0]
+    hub.fault(top.offer.repo, top.offer.files[0], throttle=tiny.stat().st_size / 8, times=None)
+    top.download_button.click()
+    wait(lambda: top.job is not None and top.job.last is not None and top.job.last.total
+         and top.job.last.done > 0.35 * top.job.last.total)
+    shot("3-model-picker")
+    top.job.cancel()
+    wait(lambda: top.job.state != "running")
+    picker.close()
+
+    # 4. Settings, with the live memory estimate for the loaded model.
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    wait(lambda: "2,048" in dialog.estimate_label.text())
+    center(dialog)
+    shot("4-settings")
+    dialog.reject()
+
+    window.close()
+    workers.wait_for_all(10_000)
+    window.chat.close()
+    hub.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--languages", nargs="+", default=["en", "zh_CN"])
+    parser.add_argument("--inner", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        inner(args.inner, args.out)
+        return 0
+    return outer(args.out, args.languages)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
