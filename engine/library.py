@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -67,7 +67,8 @@ class Model:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Model":
-        data = dict(row)
+        known = {f.name for f in fields(cls)}  # columns a later migration adds are ignored here
+        data = {k: v for k, v in row.items() if k in known}
         data["metadata"] = json.loads(data.get("metadata") or "{}")
         return cls(**data)
 
