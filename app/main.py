@@ -125,6 +125,9 @@ def run(argv: list[str]) -> int:
         log.info("r1desk is already running; brought it to the front")
         return 0
     instance = SingleInstance(name)
+    from engine import paths
+
+    log.info("r1desk started, data in %s", paths.home())
     window = build_window()
 
     def bring_to_front() -> None:
