@@ -639,7 +639,8 @@ class Download:
             t.blob.unlink(missing_ok=True)
             if not t.folder_mode:
                 t.final.unlink(missing_ok=True)
-            yield Progress(done_before, total, f"{label} on disk is damaged; downloading it again")
+            yield Progress(done_before, total, f"{label} on disk does not match the hub (damaged or outdated); "
+                                               "downloading it again")
             return False
         if t.sha256:
             self.lib.remember_sha256(t.blob, t.sha256)
