@@ -588,6 +588,8 @@ class MessageWidget(QFrame):
         self.status = message.status
         self.error = message.error
         self.stats = dict(message.stats or {})
+        if message.status == "cancelled":
+            self.stats.setdefault("finish_reason", "cancelled")
         self.model = message.model or self.model
         if self.role == "user":
             self.set_user_text(message.content)

@@ -125,7 +125,7 @@ class Composer(QWidget):
         self.edit.setFocus()
 
     def _update(self) -> None:
-        self.edit.setReadOnly(self._reason is not None)
+        # Typing stays possible while sending is off: the message is ready when the model is.
         if self._generating:
             self.button.setIcon(theme.icon("stop", "accent_text"))
             self.button.setEnabled(True)

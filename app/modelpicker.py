@@ -695,7 +695,9 @@ class ModelPicker(QDialog):
         except ImportError:
             self.local_note.setText(self.tr("The model library is missing from this build."))
             return
-        models = Library(self.window_.history.db).list(refresh=True)
+        # Listing is instant; checking that the files are still there runs in a worker.
+        models = Library(self.window_.history.db).list(refresh=False)
+        self._check_files()
         loaded = self.window_.chat.loaded
         loaded_path = loaded.path if loaded is not None else None
         for model in models:
@@ -708,6 +710,25 @@ class ModelPicker(QDialog):
                     "(LM Studio, Ollama, Hugging Face) already downloaded, or open a GGUF file."))
         if not models:
             self.tabs.setCurrentIndex(1)
+
+    def _check_files(self) -> None:
+        if getattr(self, "_check_worker", None) is not None:
+            return
+
+        def check():
+            from engine.library import Library
+            from engine.storage import open_db
+
+            db = open_db()
+            try:
+                return Library(db).refresh()
+            finally:
+                db.conn.close()
+
+        self._check_worker = GeneratorWorker(check)
+        self._check_worker.returned.connect(lambda changed: self.refresh() if changed else None)
+        self._check_worker.finished.connect(lambda: setattr(self, "_check_worker", None))
+        self._check_worker.start()
 
     def _load(self, path: str) -> None:
         if self.window_.load_model(path) is not None:

@@ -35,6 +35,8 @@ DARK = {
 }
 
 _dark = False
+_setting: str | None = None
+_following = False
 
 
 def system_is_dark() -> bool:
@@ -83,8 +85,13 @@ def _palette(c: dict[str, str]) -> QPalette:
 
 def apply(setting: str | None) -> bool:
     """Apply a theme setting ("system", "light" or "dark"); returns whether it is dark."""
-    global _dark
+    global _dark, _setting, _following
     app = QApplication.instance()
+    _setting = setting
+    if not _following:
+        # "Follow the system" follows it while r1desk runs, too.
+        QGuiApplication.styleHints().colorSchemeChanged.connect(_system_changed)
+        _following = True
     _dark = system_is_dark() if setting not in ("light", "dark") else setting == "dark"
     if "Fusion" in QStyleFactory.keys() and app.style().name().lower() != "fusion":
         app.setStyle("Fusion")
@@ -93,6 +100,11 @@ def apply(setting: str | None) -> bool:
     app.setPalette(_palette(colors()))
     app.setStyleSheet((STYLES / ("dark.qss" if _dark else "light.qss")).read_text(encoding="utf-8"))
     return _dark
+
+
+def _system_changed(*_args) -> None:
+    if _setting not in ("light", "dark") and system_is_dark() != _dark:
+        apply(_setting)
 
 
 def document_css() -> str:

@@ -476,6 +476,8 @@ class MainWindow(QMainWindow):
             i18n.install(self.settings.get("app.language"))
         if "app.theme" in keys:
             theme.apply(self.settings.get("app.theme"))
+            if self.reply is None and self.current_id is not None:
+                self.open_conversation(self.current_id)  # rendered text takes the new colours
         if "data_folder" in keys:
             self.notice.show_message(self.tr("The new data folder is used from the next start."))
         info = self.chat.loaded
