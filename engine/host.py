@@ -246,7 +246,8 @@ class ModelHost:
     # Loading ------------------------------------------------------------------------------
     def load(self, path: str | os.PathLike, options: LoadOptions | None = None) -> ModelInfo:
         options = options or LoadOptions()
-        path = str(Path(path).expanduser().resolve())
+        # Not resolve(): split GGUFs in the HF cache are links whose names llama.cpp needs.
+        path = os.path.abspath(Path(path).expanduser())
         header = check_model(path)
         resolved = resolve_options(header, options)
         with self._lock:

@@ -131,9 +131,6 @@ def test_pulled_split_model_loads_through_its_first_part_and_chats(hub: FakeHub)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="engine/host.py load() calls Path.resolve(), which turns the HF cache's "
-                   "snapshot link into blobs/<sha256>; llama.cpp then cannot find parts 2..N of a split model "
-                   "(it derives them from the -00001-of-0000N.gguf name). Use os.path.abspath there.")
 def test_pulled_split_model_chats_through_chat_service(hub: FakeHub) -> None:
     from engine.chat import ChatService
     from engine.events import ContentDelta
