@@ -230,7 +230,7 @@ class MainWindow(QMainWindow):
             reply.widget = widget
         elif reply is not None:
             reply.widget = None
-        self.chat_view.set_busy(self.reply is not None)
+        self._update_actions()
         self.sidebar.select(conversation_id)
 
     def open_message(self, conversation_id: int, message_id: int) -> None:
@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
         worker.errored.connect(self._on_chat_error)
         worker.finished.connect(self._on_reply_finished)
         self.composer.set_generating(True)
-        self.chat_view.set_busy(True)
+        self._update_actions()
         self.notice.hide()
         worker.start()
 
@@ -344,7 +344,7 @@ class MainWindow(QMainWindow):
         if reply is not None and reply.widget is not None and reply.widget.streaming:
             reply.widget.finish({})
         self.composer.set_generating(False)
-        self.chat_view.set_busy(False)
+        self._update_actions()
         self.sidebar.refresh(select=self.current_id)
         self.reply_finished.emit()
 
@@ -413,7 +413,12 @@ class MainWindow(QMainWindow):
         self._update_composer()
         self.retranslate()
 
+    def _update_actions(self) -> None:
+        """Regenerate and edit need a loaded model and no reply being written."""
+        self.chat_view.set_busy(self.reply is not None or self.loading is not None or self.chat.loaded is None)
+
     def _update_composer(self) -> None:
+        self._update_actions()
         if self.loading is not None:
             self.composer.set_disabled_reason(
                 self.tr("Loading {model}… you can type while you wait.").format(model=self.loading_name))
