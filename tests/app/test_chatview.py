@@ -74,9 +74,10 @@ def test_enter_sends_shift_enter_adds_a_line_and_a_reason_blocks_sending(qtbot):
     assert sent == ["first line\nsecond line"] and composer.text() == ""
     composer.set_disabled_reason("No model is loaded.", offer_model=True)
     assert composer.reason_label.text() == "No model is loaded." and composer.choose_button.isVisible()
-    qtbot.keyClicks(composer.edit, "ignored")
+    qtbot.keyClicks(composer.edit, "typed while waiting")
     qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
     assert sent == ["first line\nsecond line"] and not composer.button.isEnabled()
+    assert composer.text() == "typed while waiting"  # kept for when sending is possible
     composer.set_disabled_reason(None)
     composer.set_text("go")
     composer.set_generating(True)
