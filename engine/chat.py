@@ -124,17 +124,29 @@ class ChatService:
         self.host.cancel()
 
     # Conversation -------------------------------------------------------------------------
+    # Each of these returns the reply's event stream at once; a cancel() from this moment on
+    # stops that reply, even before anyone starts reading it.
     def send(self, conversation_id: int | None, text: str,
              params: SamplingParams | None = None) -> Iterator[Any]:
         """Add the user's message and stream the reply."""
+        return self._send(conversation_id, text, params or SamplingParams(), time.monotonic())
+
+    def regenerate(self, conversation_id: int, params: SamplingParams | None = None) -> Iterator[Any]:
+        """Replace the last reply with a new one."""
+        return self._regenerate(conversation_id, params or SamplingParams(), time.monotonic())
+
+    def edit_and_resend(self, message_id: int, text: str, params: SamplingParams | None = None) -> Iterator[Any]:
+        """Change an earlier user message, forget everything after it, and answer again."""
+        return self._edit_and_resend(message_id, text, params or SamplingParams(), time.monotonic())
+
+    def _send(self, conversation_id, text, params, requested_at) -> Iterator[Any]:
         model = self._require_model()
         if conversation_id is None:
             conversation_id = self.history.create_conversation(model=model.name)
         user_id = self.history.add_message(conversation_id, "user", text)
-        yield from self._reply(conversation_id, user_id, params or SamplingParams())
+        yield from self._reply(conversation_id, user_id, params, requested_at)
 
-    def regenerate(self, conversation_id: int, params: SamplingParams | None = None) -> Iterator[Any]:
-        """Replace the last reply with a new one."""
+    def _regenerate(self, conversation_id, params, requested_at) -> Iterator[Any]:
         self._require_model()
         messages = self.history.messages(conversation_id)
         users = [m for m in messages if m.role == "user"]
@@ -144,24 +156,24 @@ class ChatService:
         later = [m for m in messages if m.id > last_user.id]
         if later:
             self.history.delete_from(later[0].id)
-        yield from self._reply(conversation_id, last_user.id, params or SamplingParams())
+        yield from self._reply(conversation_id, last_user.id, params, requested_at)
 
-    def edit_and_resend(self, message_id: int, text: str, params: SamplingParams | None = None) -> Iterator[Any]:
-        """Change an earlier user message, forget everything after it, and answer again."""
+    def _edit_and_resend(self, message_id, text, params, requested_at) -> Iterator[Any]:
         self._require_model()
         msg = self.history.get_message(message_id)
         if msg.role != "user":
             raise R1deskError("only your own messages can be edited")
         self.history.delete_from(message_id)
         user_id = self.history.add_message(msg.conversation_id, "user", text)
-        yield from self._reply(msg.conversation_id, user_id, params or SamplingParams())
+        yield from self._reply(msg.conversation_id, user_id, params, requested_at)
 
     def _require_model(self) -> ModelInfo:
         if self.host.info is None:
             raise ModelLoadFailed("no model is loaded; choose a model first")
         return self.host.info
 
-    def _reply(self, conversation_id: int, user_id: int | None, params: SamplingParams) -> Iterator[Any]:
+    def _reply(self, conversation_id: int, user_id: int | None, params: SamplingParams,
+               requested_at: float) -> Iterator[Any]:
         model = self._require_model()
         resolved = params.resolved(model)
         messages = build_messages(self.history.messages(conversation_id), r1=model.is_r1)
@@ -172,7 +184,7 @@ class ChatService:
         last_save = time.monotonic()
         status = "interrupted"
         stats: dict[str, Any] = {}
-        stream = self.host.chat(messages, resolved)
+        stream = self.host.chat(messages, resolved, requested_at=requested_at)
         try:
             for event in stream:
                 kind = event[0]

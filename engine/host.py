@@ -305,13 +305,21 @@ class ModelHost:
         self._cancel.set()
 
     def chat(self, messages: list[dict[str, Any]], params: dict[str, Any],
-             template_vars: dict[str, Any] | None = None) -> Iterator[tuple]:
+             template_vars: dict[str, Any] | None = None, *, requested_at: float | None = None) -> Iterator[tuple]:
         """Stream raw events from the model process: ("rendered", n, dropped, cached), ("r", text),
-        ("c", text), then ("done", stats). Errors are raised as R1deskError."""
+        ("c", text), then ("done", stats). Errors are raised as R1deskError.
+
+        ``requested_at`` (time.monotonic()) is when the caller began this request: a cancel made
+        after it, even before this call got the model, still stops this reply.
+        """
+        requested_at = time.monotonic() if requested_at is None else requested_at
         with self._lock:
             self._ensure_loaded()
-            self._cancel.clear()
-            self._cancel_at = None
+            if self._cancel_at is None or self._cancel_at < requested_at:
+                self._cancel.clear()
+                self._cancel_at = None
+            else:
+                self._cancel.set()
             self._conn.send({"op": "chat", "messages": messages, "params": params,
                              "template_vars": template_vars or {}})
             finished = False

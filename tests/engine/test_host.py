@@ -288,3 +288,15 @@ def test_flash_attention_with_quantised_kv(service: ChatService, smollm2: Path) 
     assert out["error"] is None and out["stats"].completion_tokens > 0
     with pytest.raises(ModelLoadFailed, match="flash attention"):
         service.load_model(smollm2, LoadOptions(n_ctx=1024, kv_type="q8_0"))
+
+
+def test_stop_pressed_before_the_reply_starts_is_not_lost(service: ChatService, smollm2: Path) -> None:
+    service.load_model(smollm2, LoadOptions(n_ctx=1024))
+    events = service.send(None, "Write a very long story about a dragon.", SamplingParams(temperature=0, max_tokens=500))
+    service.cancel()  # before the stream is read at all
+    out = collect(events)
+    assert out["stats"].finish_reason == "cancelled" and out["stats"].completion_tokens <= 1
+    # The next reply is not affected by the earlier stop.
+    again = collect(service.send(None, "What is the capital of France? Answer in one word.",
+                                 SamplingParams(temperature=0, max_tokens=20)))
+    assert again["stats"].finish_reason == "stop" and "Paris" in again["answer"]
