@@ -434,9 +434,7 @@ def offers(hardware: Any, n_ctx: int = 8192) -> list[Offer]:
         if model.id in chosen or not model.quants:
             continue
         smallest = min(model.quants, key=lambda q: q.size)
-        shape = fit.ModelShape.from_info(catalog_mod.info_for(model, smallest.quant))
-        shape.file_size = smallest.size
-        plan = fit.estimate(shape, n_ctx=fit.context_for(shape, n_ctx), hardware=hardware, planning=True)
+        plan = fit.plan_for(model, smallest, hardware, n_ctx)
         out.append(Offer(model.id, model.name, model.repo, smallest.quant, smallest.names, smallest.size,
                          smallest.estimated, plan, reasoning=bool(model.reasoning)))
     return out

@@ -602,6 +602,17 @@ class Choice:
         return d
 
 
+def plan_for(model: Any, quant_file: Any, hardware: "Hardware | None", n_ctx: int, *, kv_type: str = "f16",
+             flash_attn: bool = False, planning: bool = True) -> Plan:
+    """The plan for one catalog model in one quant file, at ``n_ctx`` (kept within its training)."""
+    from . import catalog as catalog_mod
+
+    shape = ModelShape.from_info(catalog_mod.info_for(model, quant_file.quant))
+    shape.file_size = quant_file.size
+    return estimate(shape, n_ctx=context_for(shape, n_ctx), hardware=hardware, kv_type=kv_type,
+                    flash_attn=flash_attn, planning=planning)
+
+
 def recommend(hardware: "Hardware", n_ctx: int = 8192, catalog: Any = None, *, kv_type: str = "f16",
               flash_attn: bool = False, limit: int | None = None) -> list[Choice]:
     """Ranked (model, quant) choices for this machine at this context length; all of them fit.
@@ -625,11 +636,8 @@ def recommend(hardware: "Hardware", n_ctx: int = 8192, catalog: Any = None, *, k
         for qf in sorted(model.quants, key=lambda q: quants.rank(q.quant)):
             if qf.quant not in quants.QUANTS or not quants.allowed_for(qf.quant, model.params, cpu_only=cpu_only):
                 continue
-            shape = ModelShape.from_info(catalog_mod.info_for(model, qf.quant))
-            shape.file_size = qf.size
-            ctx = context_for(shape, n_ctx)
-            plan = estimate(shape, n_ctx=ctx, hardware=hardware, kv_type=kv_type,
-                            flash_attn=flash_attn, planning=True)
+            plan = plan_for(model, qf, hardware, n_ctx, kv_type=kv_type, flash_attn=flash_attn)
+            ctx = plan.n_ctx
             if not plan.fits:
                 continue
             tier = _tier(plan)

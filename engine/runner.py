@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from .errors import ContextOverflow, ModelLoadFailed, R1deskError, TemplateError
+from .errors import ContextOverflow, ModelLoadFailed, R1deskError
 from .reasoning import ThinkSplitter
 from .templates import CHATML, ChatTemplate
 

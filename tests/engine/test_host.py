@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 
@@ -17,7 +16,7 @@ from engine.chat import ChatService, SamplingParams
 from engine.errors import CorruptModel, ModelLoadFailed
 from engine.events import ChatError, ContentDelta, ReasoningDelta, Started, Stats
 from engine.host import LoadOptions
-from tests.support.models import tiny_r1_expected
+from tests.support.models import rewrite_gguf, tiny_r1_expected
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -40,27 +39,7 @@ def collect(events) -> dict:
 
 def with_template(src: Path, out: Path, template: str) -> Path:
     """A copy of ``src`` whose GGUF carries another chat template."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(src))
-    w = gguf.GGUFWriter(str(out), str(reader.fields["general.architecture"].contents()))
-    for name, fld in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue
-        value = template if name == "tokenizer.chat_template" else fld.contents()
-        sub = fld.types[-1] if fld.types[0] == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(name, value, fld.types[0], sub)
-    for t in reader.tensors:
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        if t.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-            w.add_tensor(t.name, np.array(t.data).reshape(shape))
-        else:
-            w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out
+    return rewrite_gguf(src, out, metadata={"tokenizer.chat_template": template})[0]
 
 
 @pytest.fixture

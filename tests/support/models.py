@@ -219,8 +219,11 @@ def _bytes_to_unicode() -> dict[str, int]:
 _BYTE_DECODER = _bytes_to_unicode()
 
 
-def rewrite_gguf(src: Path, out: Path, *, to_f16: bool = False, split_max_tensors: int = 0) -> list[Path]:
+def rewrite_gguf(src: Path, out: Path, *, to_f16: bool = False, split_max_tensors: int = 0,
+                 metadata: dict | None = None) -> list[Path]:
     """Copy a GGUF, optionally turning every quantised tensor into F16 and/or writing it as split parts.
+
+    ``metadata`` replaces the values of existing keys (e.g. another ``tokenizer.chat_template``).
 
     Returns the written files (one, or the parts in order, named ``<stem>-0000N-of-0000M.gguf``).
     """
@@ -235,7 +238,8 @@ def rewrite_gguf(src: Path, out: Path, *, to_f16: bool = False, split_max_tensor
         if to_f16 and name == "general.file_type":
             continue
         sub = fld.types[-1] if fld.types[0] == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(name, fld.contents(), fld.types[0], sub)
+        value = metadata[name] if metadata and name in metadata else fld.contents()
+        w.add_key_value(name, value, fld.types[0], sub)
     if to_f16:
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
