@@ -95,14 +95,13 @@ class History:
         return cur.lastrowid
 
     def _conversation_row(self, conversation_id: int, include_deleted: bool = False) -> dict:
-        row = self.db.execute(
+        rows = list(self.db.query(
             "SELECT * FROM conversations WHERE id = ?" + ("" if include_deleted else " AND deleted_at IS NULL"),
             [conversation_id],
-        ).fetchone()
-        if row is None:
+        ))
+        if not rows:
             raise NotFound(f"conversation {conversation_id} does not exist")
-        cols = [d[0] for d in self.db.execute("SELECT * FROM conversations LIMIT 0").description]
-        return dict(zip(cols, row))
+        return rows[0]
 
     def get_conversation(self, conversation_id: int) -> Conversation:
         row = self._conversation_row(conversation_id)
