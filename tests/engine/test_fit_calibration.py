@@ -19,6 +19,10 @@ What RSS counts, and how the estimate models it:
 - the KV cache is zeroed when created, so it is resident in full;
 - the compute buffer is resident only where written: the estimate's RAM figure is the peak a
   batch writes (one output row, as the host asks for) plus the CPU backend's work buffer.
+
+The resident share of the shared libraries' pages moves by several MiB with the page cache's
+state (the kernel maps cached pages around each fault), which on the tiny model is several per
+cent; so each figure is the median of three fresh processes.
 """
 
 from __future__ import annotations
@@ -63,11 +67,17 @@ print(json.dumps({"base": base, "loaded": loaded, "full": proc.memory_info().rss
 """
 
 
-def _measure(path: Path, n_ctx: int, *, repack: bool = False) -> dict:
+def _measure_once(path: Path, n_ctx: int, repack: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(n_ctx), "1" if repack else "0"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _measure(path: Path, n_ctx: int, *, repack: bool = False) -> dict:
+    """The median run (by final RSS) of three fresh processes."""
+    runs = sorted((_measure_once(path, n_ctx, repack) for _ in range(3)), key=lambda r: r["full"])
+    return runs[1]
 
 
 CASES = [("tiny_r1", 512), ("tiny_r1", 2048), ("tiny_r1", 4096),
@@ -91,11 +101,21 @@ def test_estimate_within_ten_percent_of_measured_memory(request, model, n_ctx):
 
 @pytest.mark.slow
 def test_the_model_hosts_memory_matches_the_estimate(tiny_r1):
-    """The lead's model host (its child's pid), with its own defaults, after a context-filling chat."""
+    """The model host's own process, with its own defaults, after a context-filling chat."""
     host_mod = pytest.importorskip("engine.host")
-    import psutil
 
     n_ctx = 2048
+    rss_runs = [_host_rss(host_mod, tiny_r1, n_ctx) for _ in range(3)]
+    rss = sorted(rss_runs)[1]
+    est = fit.estimate(read_header(tiny_r1), n_ctx=n_ctx).ram_bytes
+    print(f"model host, tiny R1, n_ctx={n_ctx}: RSS {rss / MiB:.1f} MiB (median of "
+          f"{', '.join(f'{r / MiB:.1f}' for r in rss_runs)}), estimated {est / MiB:.1f} MiB")
+    assert abs(est - rss) / rss <= TOLERANCE
+
+
+def _host_rss(host_mod, tiny_r1: Path, n_ctx: int) -> int:
+    import psutil
+
     host = host_mod.ModelHost()
     try:
         host.load(tiny_r1, host_mod.LoadOptions(n_ctx=n_ctx))
@@ -111,9 +131,6 @@ def test_the_model_hosts_memory_matches_the_estimate(tiny_r1):
                   "repeat_penalty": 1.0, "seed": 1}
         events = list(host.chat(message(k), params))
         assert events[-1][0] == "done"
-        rss = psutil.Process(host.pid).memory_info().rss
+        return psutil.Process(host.pid).memory_info().rss
     finally:
         host.close()
-    est = fit.estimate(read_header(tiny_r1), n_ctx=n_ctx).ram_bytes
-    print(f"model host, tiny R1, n_ctx={n_ctx}: RSS {rss / MiB:.1f} MiB, estimated {est / MiB:.1f} MiB")
-    assert abs(est - rss) / rss <= TOLERANCE
