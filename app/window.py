@@ -15,6 +15,7 @@ from . import i18n, theme
 from .i18n import translate
 from .chatview import ChatView, MessageWidget
 from .composer import Composer
+from .errors import describe
 from .qt import (
     QEvent, QFileDialog, QFrame, QHBoxLayout, QKeySequence, QLabel, QMainWindow, QPushButton,
     QShortcut, QSize, QSplitter, QTimer, QToolButton, QVBoxLayout, QWidget, Qt, Signal,
@@ -326,7 +327,7 @@ class MainWindow(QMainWindow):
             reply.finished = True
         elif isinstance(event, ChatError):
             if widget is not None:
-                widget.fail(event.message)
+                widget.fail(describe(event.kind, event.message))
             reply.finished = True
 
     def _on_chat_error(self, exc: BaseException) -> None:
@@ -527,6 +528,6 @@ def _user_message(exc: BaseException) -> str:
 
     if isinstance(exc, R1deskError):
         hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-        return f"{exc}{hint}"
+        return describe(type(exc).__name__, f"{exc}{hint}")
     return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
         kind=type(exc).__name__, error=str(exc)[:200])

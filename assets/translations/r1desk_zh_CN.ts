@@ -85,6 +85,58 @@ Enter sends, Shift+Enter starts a new line.</source>
         <source>Something went wrong inside r1desk ({kind}: {error}). Details are in the log.</source>
         <translation>r1desk 内部出错（{kind}：{error}）。详情见日志。</translation>
     </message>
+    <message>
+        <source>The model file is damaged or incomplete; download it again.</source>
+        <translation>模型文件已损坏或不完整，请重新下载。</translation>
+    </message>
+    <message>
+        <source>The model file was not found.</source>
+        <translation>找不到模型文件。</translation>
+    </message>
+    <message>
+        <source>The model could not be loaded.</source>
+        <translation>无法加载模型。</translation>
+    </message>
+    <message>
+        <source>The model stopped unexpectedly; it starts again with the next message.</source>
+        <translation>模型意外停止；发送下一条消息时会自动重新启动。</translation>
+    </message>
+    <message>
+        <source>The model&apos;s chat template could not be used.</source>
+        <translation>无法使用该模型的对话模板。</translation>
+    </message>
+    <message>
+        <source>There is not enough memory for this model with these settings.</source>
+        <translation>按当前设置，内存不足以运行此模型。</translation>
+    </message>
+    <message>
+        <source>The message is too long for the model&apos;s context.</source>
+        <translation>消息太长，超出了模型的上下文长度。</translation>
+    </message>
+    <message>
+        <source>The chat history database cannot be used.</source>
+        <translation>无法使用聊天记录数据库。</translation>
+    </message>
+    <message>
+        <source>That item no longer exists.</source>
+        <translation>该项目已不存在。</translation>
+    </message>
+    <message>
+        <source>The model hub cannot be reached; check the network or use a mirror.</source>
+        <translation>无法连接模型仓库；请检查网络或使用镜像站。</translation>
+    </message>
+    <message>
+        <source>There is not enough free disk space.</source>
+        <translation>磁盘剩余空间不足。</translation>
+    </message>
+    <message>
+        <source>The download failed and was not used.</source>
+        <translation>下载失败，文件未被使用。</translation>
+    </message>
+    <message>
+        <source>The model could not be converted.</source>
+        <translation>无法转换该模型。</translation>
+    </message>
 </context>
 <context>
     <name>FirstRunDialog</name>

@@ -103,3 +103,20 @@ def test_hardware_panel_says_what_the_build_can_use(qtbot):
     qtbot.addWidget(panel)
     texts = [label.text() for label in panel.body.findChildren(QLabel)]
     assert "Graphics card" in texts and any("CUDA 12.4" in t for t in texts)
+
+
+def test_engine_errors_get_a_chinese_headline(make_window, qtbot, tmp_path):
+    from app import i18n
+
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + os.urandom(64))
+    window = make_window()
+    i18n.install("zh_CN")
+    try:
+        with qtbot.waitSignal(window.model_load_failed, timeout=30_000) as failed:
+            window.load_model(str(bad))
+        message = failed.args[0]
+        assert message.startswith("模型文件已损坏或不完整，请重新下载。")
+        assert "cut.gguf" in message  # the engine's precise detail follows
+    finally:
+        i18n.install("en")
