@@ -33,6 +33,8 @@ class ModelLoadFailed(R1deskError):
 class HostCrashed(R1deskError):
     """The model process died (llama.cpp abort, out of memory); a new load will start a fresh one."""
 
+    reason: str = "stopped"  # how it ended, e.g. "was killed (SIGKILL; ...)"
+
 
 class TemplateError(R1deskError):
     """The chat template could not be rendered (broken, hostile or too slow)."""

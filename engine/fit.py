@@ -49,8 +49,10 @@ KV_PAD = 256  # llama.cpp rounds the KV cache up to a multiple of 256 cells
 N_UBATCH = 512  # llama-cpp-python's n_batch/n_ubatch default, which the model host keeps
 
 # The model process before any model: a Python interpreter with llama_cpp (ctypes, numpy)
-# imported and the CPU backend initialised. Measured on Linux x86-64: 42 MiB.
-RUNTIME_BASE = 42 * MiB
+# imported and the CPU backend initialised (42 MiB measured on Linux x86-64), plus what the
+# model host itself brings in before loading: its modules, the template sandbox (jinja2) and
+# the hardware probe (6.5 MiB more, measured the same way, sources compiled at start-up).
+RUNTIME_BASE = int(48.5 * MiB)
 # Tokenizer tables in llama.cpp and the bindings (token texts, lookup hash, BPE merge ranks,
 # sampling candidates): measured with vocab-only loads, 49,152 tokens -> 17.5 MiB and
 # 152,064 tokens -> 47.2 MiB, i.e. 2.6 MiB + 303 bytes per vocabulary entry.

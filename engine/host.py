@@ -239,7 +239,9 @@ class ModelHost:
                 code = self._proc.exitcode
                 self._kill()
                 self._needs_reload = True
-                raise HostCrashed(f"the model process {_death_reason(code)}; it will be restarted on the next message")
+                crash = HostCrashed(f"the model process {_death_reason(code)}; it will be restarted on the next message")
+                crash.reason = _death_reason(code)
+                raise crash
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
@@ -258,7 +260,7 @@ class ModelHost:
                 reply = self._recv()
             except HostCrashed as exc:
                 self._needs_reload = False
-                raise ModelLoadFailed(f"{path}: loading failed: {exc}".replace("; it will be restarted on the next message", "")) from None
+                raise ModelLoadFailed(f"{path}: the model process {exc.reason} while loading") from None
             if reply[0] == "error":
                 self._kill()
                 raise _ERRORS.get(reply[1], ModelLoadFailed)(reply[2])

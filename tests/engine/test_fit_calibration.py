@@ -6,7 +6,8 @@ the last 512-token batch runs against a full KV cache: the worst case a long cha
 which is what the estimate promises to cover. Its RSS is then compared with the estimate.
 
 What RSS counts, and how the estimate models it:
-- the process before any model (Python, llama_cpp, numpy): RUNTIME_BASE, checked below;
+- the process before any model (Python, llama_cpp, numpy, the model host's own modules and
+  its hardware probe): RUNTIME_BASE, checked below;
 - mmapped weights: counted once touched; a full-context prompt touches every layer, and the
   prefetch at load maps the rest (the estimate counts the whole file);
 - llama.cpp's CPU "extra buffers" (AMX, CPU_REPACK) copy some weights to anonymous memory
@@ -55,6 +56,9 @@ if not repack:
         return p
     low.llama_model_default_params = no_repack
 llama_cpp.llama_backend_init()
+# What the model host has in memory before it loads a model: its modules and the hardware probe.
+import engine.runner, engine.hardware
+engine.hardware.detect()
 base = proc.memory_info().rss
 llm = llama_cpp.Llama(path, n_ctx=n_ctx, verbose=False, seed=1)
 loaded = proc.memory_info().rss
