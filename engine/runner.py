@@ -40,7 +40,9 @@ class Runner:
         self.llm = None
         self.template: ChatTemplate | None = None
         self.info: dict[str, Any] = {}
+        # Per-token facts asked on every generated token, looked up once per model.
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self._abort_cb = None
         # The last prompt + reply as text and as the tokens the model really saw; see _tokenize_prompt.
         self._last_text = ""
@@ -85,6 +87,7 @@ class Runner:
             raise ModelLoadFailed(f"{path}: llama.cpp could not load the model ({exc})") from None
         llm = self.llm
         self._pieces.clear()
+        self._eog.clear()
         self._last_text, self._last_tokens = "", []
         # llama.cpp may round the context up; the bindings' buffers keep the requested size.
         self.n_ctx = min(llm.n_ctx(), len(llm.input_ids))
@@ -147,9 +150,12 @@ class Runner:
         return self._tokenize(prompt)
 
     def _is_eog(self, token: int) -> bool:
-        import llama_cpp
+        eog = self._eog.get(token)
+        if eog is None:
+            import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+        return eog
 
     # Chat ---------------------------------------------------------------------------------
     def _fit(self, messages: list[dict[str, Any]], reserve: int, variables: dict[str, Any]):
