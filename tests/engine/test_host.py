@@ -165,7 +165,7 @@ def test_hostile_template_in_gguf_runs_no_code(service: ChatService, tiny_r1: Pa
         "{{ x()._module.__builtins__['__import__']('os').popen(\"touch " + str(marker) + "\").read() }}"
         "{% endif %}{% endfor %}"
     )
-    model = with_template(tiny_r1, tmp_path / "evil.gguf", payload)
+    model = with_template(tiny_r1, tmp_path / "cve-2024-34359-template.gguf", payload)
     service.load_model(model, LoadOptions(n_ctx=256))
     out = collect(service.send(None, "hi"))
     assert out["error"] is not None and out["error"].kind == "TemplateError"
