@@ -10,17 +10,45 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import theme
-from .i18n import translate
-from .markdown import (
-    BlockSplitter, CodeClose, CodeLine, CodeOpen, CodePartial, Op, Tail, TextBlock, highlight_html,
+from r1desk.app import theme
+from r1desk.app.i18n import translate
+from r1desk.app.markdown import (
+    BlockSplitter,
+    CodeClose,
+    CodeLine,
+    CodeOpen,
+    CodePartial,
+    Op,
+    Tail,
+    TextBlock,
+    highlight_html,
     split_all,
 )
-from .qt import (
-    QDesktopServices, QElapsedTimer, QEvent, QFrame, QGuiApplication, QHBoxLayout, QLabel,
-    QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QTextBlockFormat, QTextBrowser,
-    QTextCharFormat, QTextCursor, QTextEdit, QTextFrameFormat, QTimer, QToolButton, QUrl, QVBoxLayout,
-    QWidget, Qt, Signal,
+from r1desk.app.qt import (
+    QDesktopServices,
+    QElapsedTimer,
+    QEvent,
+    QFrame,
+    QGuiApplication,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    Qt,
+    QTextBlockFormat,
+    QTextBrowser,
+    QTextCharFormat,
+    QTextCursor,
+    QTextEdit,
+    QTextFrameFormat,
+    QTimer,
+    QToolButton,
+    QUrl,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
 
 # Above this many characters the block being written is re-rendered at most every
@@ -129,7 +157,7 @@ class TextSegment(AutoHeightBrowser):
             self._render_tail(markdown)
 
     def _render_tail(self, markdown: str) -> None:
-        from .markdown import render_html
+        from r1desk.app.markdown import render_html
 
         doc = self.document()
         if self._tail_frame is None:
@@ -255,7 +283,7 @@ class CodeBlock(QFrame):
 
 
 def _monospace():
-    from .qt import QFontDatabase
+    from r1desk.app.qt import QFontDatabase
 
     return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from . import theme
-from .qt import (
-    QEvent, QFrame, QHBoxLayout, QKeyEvent, QLabel, QPlainTextEdit, QPushButton, QSize, QSizePolicy,
-    QToolButton, QVBoxLayout, QWidget, Qt, Signal,
+from r1desk.app import theme
+from r1desk.app.qt import (
+    QEvent,
+    QFrame,
+    QHBoxLayout,
+    QKeyEvent,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSize,
+    QSizePolicy,
+    Qt,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
 
 MAX_LINES = 10

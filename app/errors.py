@@ -6,7 +6,7 @@ error gets a translated sentence in front, so a Chinese user reads what happened
 
 from __future__ import annotations
 
-from .i18n import translate
+from r1desk.app.i18n import translate
 
 
 def headline(kind: str) -> str | None:
@@ -33,3 +33,14 @@ def describe(kind: str, detail: str) -> str:
     """The headline (when the kind is known) followed by the engine's own detail."""
     head = headline(kind)
     return f"{head} {detail}" if head else detail
+
+
+def user_message(exc: BaseException) -> str:
+    """Words for an exception: an engine error's own line, or a short note for a bug."""
+    from r1desk.engine.errors import R1deskError
+
+    if isinstance(exc, R1deskError):
+        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        return describe(type(exc).__name__, f"{exc}{hint}")
+    return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
+        kind=type(exc).__name__, error=str(exc)[:200])

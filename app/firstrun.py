@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hardware import plain_words, probe
-from .i18n import translate
-from .modelpicker import LocalModelRow, Offer, OfferCard, downloads, offers
-from .qt import QDialog, QEvent, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout, QWidget
-from .workers import GeneratorWorker
+from r1desk.app.hardware import plain_words, probe
+from r1desk.app.i18n import translate
+from r1desk.app.modelpicker import LocalModelRow, OfferCard, downloads, offers
+from r1desk.app.qt import (
+    QDialog,
+    QEvent,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from r1desk.app.workers import GeneratorWorker
 
 
-def recommended_r1(found: list[Offer]) -> Offer | None:
+def recommended_r1(found: list[Any]) -> Any | None:
     """The best-ranked DeepSeek-R1 model that fits (offers come ranked, best first)."""
     fitting = [o for o in found if o.plan is not None and o.plan.fits]
     return next((o for o in fitting if o.reasoning and "r1" in o.model_id.lower()), fitting[0] if fitting else None)
@@ -23,15 +32,15 @@ def recommended_r1(found: list[Offer]) -> Offer | None:
 
 def check_hub(repo: str) -> Any:
     """Ask the download server about the recommended repo (an engine call; raises Offline)."""
-    from engine.download import list_repo
+    from r1desk.engine.models.download import list_repo
 
     return list_repo(repo)
 
 
 def local_models() -> list[Any]:
     """Look for GGUF files other apps left on this computer, then list every usable model."""
-    from engine.library import Library
-    from engine.storage import open_db
+    from r1desk.engine.db.database import open_db
+    from r1desk.engine.models.library import Library
 
     db = open_db()
     try:
@@ -48,7 +57,7 @@ class FirstRunDialog(QDialog):
         self.window_ = window
         self.setObjectName("FirstRun")
         self.setMinimumWidth(720)
-        self.offer: Offer | None = None
+        self.offer: Any | None = None  # an engine Choice
         self.card: OfferCard | None = None
         self.hub_state = "checking"  # checking | ok | offline
         self.hub_error: str | None = None
@@ -117,12 +126,12 @@ class FirstRunDialog(QDialog):
         self._run(offers, hardware, self.window_.settings.get("chat.n_ctx") or 8192,
                   on_result=self._offers_ready, on_error=lambda exc: self._no_offer(str(exc)))
 
-    def _offers_ready(self, found: list[Offer]) -> None:
+    def _offers_ready(self, found: list[Any]) -> None:
         self.offer = recommended_r1(found)
         if self.offer is None:
             self._no_offer(self.tr("no catalog model fits this computer"))
             return
-        self.card = OfferCard(self.offer, self.hardware, self)
+        self.card = OfferCard(self.offer, self.hardware, self, recommended=True)
         self.card.download_requested.connect(self.download)
         running = downloads().get(self.offer.repo, self.offer.files[0] if self.offer.files else None)
         if running is not None:
@@ -175,7 +184,7 @@ class FirstRunDialog(QDialog):
         self.retranslate()
         self.adjustSize()
 
-    def download(self, offer: Offer) -> None:
+    def download(self, offer: Any) -> None:
         job = downloads().start(offer.repo, offer.files[0] if offer.files else None, offer.label)
         self.card.bind(job)
         job.done.connect(self._downloaded)

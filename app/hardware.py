@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .i18n import translate
-from .qt import (
-    QDialog, QDialogButtonBox, QEvent, QLabel, QObject, QScrollArea, QVBoxLayout, QWidget, Qt, Signal,
+from r1desk.app.i18n import translate
+from r1desk.app.qt import (
+    QDialog,
+    QDialogButtonBox,
+    QEvent,
+    QLabel,
+    QObject,
+    QScrollArea,
+    Qt,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
-from .statusbar import human_bytes
-from .workers import GeneratorWorker
+from r1desk.app.workers import GeneratorWorker
+from r1desk.engine.units import human_bytes
 
 
 class HardwareProbe(QObject):
@@ -35,11 +44,8 @@ class HardwareProbe(QObject):
             self._waiting.append(callback)
         if self._worker is not None:
             return
-        try:
-            from engine import hardware
-        except ImportError:
-            self._fail("engine.hardware is missing from this build")
-            return
+        from r1desk.engine.hardware import probe as hardware
+
         self._worker = GeneratorWorker(hardware.detect)
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(lambda exc: self._fail(str(exc)))
@@ -78,10 +84,6 @@ def probe() -> HardwareProbe:
     return _probe
 
 
-def gib(n: int | float | None) -> str:
-    return human_bytes(n or 0)
-
-
 def plain_words(hw: Any) -> list[tuple[str, str]]:
     """(heading, text) pairs describing the machine for someone who is not a programmer."""
     rows: list[tuple[str, str]] = []
@@ -91,9 +93,9 @@ def plain_words(hw: Any) -> list[tuple[str, str]]:
     if cpu.flags:
         text += "\n" + translate("Hardware", "Speed-ups llama.cpp uses on it: {flags}").format(flags=", ".join(cpu.flags))
     rows.append((translate("Hardware", "Processor"), text))
-    memory = translate("Hardware", "{total} in all").format(total=gib(hw.ram_total))
+    memory = translate("Hardware", "{total} in all").format(total=human_bytes(hw.ram_total))
     if hw.ram_available is not None:
-        memory += translate("Hardware", ", {free} free right now").format(free=gib(hw.ram_available))
+        memory += translate("Hardware", ", {free} free right now").format(free=human_bytes(hw.ram_available))
     rows.append((translate("Hardware", "Memory (RAM)"), memory))
     usable = {id(g) for g in hw.usable_gpus()}
     if not hw.gpus:
@@ -103,9 +105,9 @@ def plain_words(hw: Any) -> list[tuple[str, str]]:
     for gpu in hw.gpus:
         if gpu.unified:
             size = translate("Hardware", "shares the {total} of RAM; up to {usable} of it can hold a model").format(
-                total=gib(gpu.total), usable=gib(gpu.working_set))
+                total=human_bytes(gpu.total), usable=human_bytes(gpu.working_set))
         else:
-            size = translate("Hardware", "{total} of video memory, {free} free").format(total=gib(gpu.total), free=gib(gpu.free))
+            size = translate("Hardware", "{total} of video memory, {free} free").format(total=human_bytes(gpu.total), free=human_bytes(gpu.free))
         details = [size]
         if gpu.driver:
             details.append(translate("Hardware", "driver {version}").format(version=gpu.driver))

@@ -8,12 +8,10 @@ with ``tools/translations.py update``); the app loads the compiled ``.qm`` files
 
 from __future__ import annotations
 
-from pathlib import Path
+from r1desk.app.qt import QCoreApplication, QEvent, QLibraryInfo, QLocale, QTranslator
+from r1desk.engine import paths
 
-from .qt import QCoreApplication, QEvent, QLibraryInfo, QLocale, QTranslator
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TRANSLATIONS = ASSETS / "translations"
+TRANSLATIONS = paths.asset("translations")
 
 # (setting value, name shown in the language menu: each in its own language, never translated)
 LANGUAGES = [("system", None), ("en", "English"), ("zh_CN", "中文")]

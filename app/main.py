@@ -9,9 +9,17 @@ import logging.handlers
 import sys
 from typing import Any
 
-from . import i18n, markdown, theme
-from .qt import QApplication, QByteArray, QLocalServer, QLocalSocket, QObject, QTimer, Signal
-from .workers import GeneratorWorker
+from r1desk.app import i18n, markdown, theme
+from r1desk.app.qt import (
+    QApplication,
+    QByteArray,
+    QLocalServer,
+    QLocalSocket,
+    QObject,
+    QTimer,
+    Signal,
+)
+from r1desk.app.workers import GeneratorWorker
 
 log = logging.getLogger("app")
 ACTIVATE = b"activate\n"
@@ -19,7 +27,7 @@ ACTIVATE = b"activate\n"
 
 def instance_name() -> str:
     """One name per user and data folder: a second launch on the same data finds the first."""
-    from engine import paths
+    from r1desk.engine import paths
 
     key = f"{getpass.getuser()}|{paths.home()}".encode()
     return "r1desk-" + hashlib.sha1(key).hexdigest()[:16]
@@ -74,7 +82,7 @@ class SingleInstance(QObject):
 
 
 def setup_logging() -> None:
-    from engine import paths
+    from r1desk.engine import paths
 
     handler = logging.handlers.RotatingFileHandler(paths.logs_dir() / "r1desk.log", maxBytes=2_000_000,
                                                    backupCount=2, encoding="utf-8")
@@ -97,14 +105,13 @@ def application(argv: list[str] | None = None) -> QApplication:
 
 def build_window(*, chat: Any = None, history: Any = None) -> Any:
     """The main window over the real engine (or the given parts), with the saved look applied."""
-    from engine.history import History
-
-    from .settings import AppSettings
-    from .window import MainWindow
+    from r1desk.app.settings import AppSettings
+    from r1desk.app.window import MainWindow
+    from r1desk.engine.chat.history import History
 
     history = history if history is not None else History()
     if chat is None:
-        from engine.chat import ChatService
+        from r1desk.engine.chat.service import ChatService
 
         chat = ChatService()  # its own database connection: it writes from a worker thread
     settings = AppSettings(history.db)
@@ -115,7 +122,7 @@ def build_window(*, chat: Any = None, history: Any = None) -> Any:
 
 
 def run(argv: list[str]) -> int:
-    from .settings import bootstrap_data_folder
+    from r1desk.app.settings import bootstrap_data_folder
 
     bootstrap_data_folder()
     app = application(argv)
@@ -125,7 +132,7 @@ def run(argv: list[str]) -> int:
         log.info("r1desk is already running; brought it to the front")
         return 0
     instance = SingleInstance(name)
-    from engine import paths
+    from r1desk.engine import paths
 
     log.info("r1desk started, data in %s", paths.home())
     window = build_window()

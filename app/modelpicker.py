@@ -8,16 +8,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import i18n, theme
-from .hardware import probe
-from .i18n import translate
-from .qt import (
-    QApplication, QColor, QDialog, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QObject, QPainter, QPen,
-    QProgressBar, QPushButton, QRectF, QScrollArea, QSize, QSizePolicy, QTabWidget, QVBoxLayout, QWidget,
-    Qt, Signal,
+from r1desk.app import theme
+from r1desk.app.errors import user_message
+from r1desk.app.hardware import probe
+from r1desk.app.i18n import translate
+from r1desk.app.qt import (
+    QApplication,
+    QColor,
+    QDialog,
+    QEvent,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QObject,
+    QPainter,
+    QPen,
+    QProgressBar,
+    QPushButton,
+    QRectF,
+    QScrollArea,
+    QSize,
+    QSizePolicy,
+    Qt,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
-from .statusbar import human_bytes
-from .workers import GeneratorWorker
+from r1desk.app.workers import GeneratorWorker
+from r1desk.engine.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +260,7 @@ class DownloadJob(QObject):
 
     def __init__(self, repo: str, filename: str | None, label: str, parent: QObject | None = None):
         super().__init__(parent)
-        from engine.download import Pull
+        from r1desk.engine.models.download import Pull
 
         self.repo = repo
         self.filename = filename
@@ -276,16 +296,14 @@ class DownloadJob(QObject):
         self.done.emit(model)
 
     def _failed(self, exc: BaseException) -> None:
-        from engine.errors import Cancelled
+        from r1desk.engine.errors import Cancelled
 
         if isinstance(exc, Cancelled):
             self.state = "cancelled"
             self.cancelled.emit()
             return
-        from .window import _user_message
-
         self.state = "failed"
-        self.error = _user_message(exc)
+        self.error = user_message(exc)
         self.failed.emit(self.error)
 
 
@@ -393,51 +411,53 @@ class DownloadRow(QWidget):
 # Cards
 
 
-@dataclass
-class Offer:
-    """A model the picker can offer for download, with its plan on this machine."""
-
-    model_id: str
-    name: str
-    repo: str
-    quant: str
-    files: list[str]
-    size: int
-    size_estimated: bool
-    plan: Any
-    why_en: str = ""
-    why_zh: str = ""
-    recommended: bool = False
-    reasoning: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.quant}"
-
-
-def offers(hardware: Any, n_ctx: int = 8192) -> list[Offer]:
-    """Every catalog model: the recommended choices ranked first, then those too large here."""
-    from engine import catalog as catalog_mod
-    from engine import fit
+def offers(hardware: Any, n_ctx: int = 8192) -> list[Any]:
+    """Every catalog model as an engine ``Choice``: the recommended ones ranked first, then those too large here."""
+    from r1desk.engine.models import catalog as catalog_mod
+    from r1desk.engine.models import recommend
 
     cat = catalog_mod.load()
-    choices = fit.recommend(hardware, n_ctx, cat)
-    by_id = {m.id: m for m in cat.models}
-    out = []
-    for i, c in enumerate(choices):
-        model = by_id.get(c.model_id)
-        out.append(Offer(c.model_id, c.name, c.repo, c.quant, list(c.files), c.size, c.size_estimated, c.plan,
-                         c.why_en, c.why_zh, recommended=i == 0,
-                         reasoning=bool(getattr(model, "reasoning", False))))
+    choices = recommend.recommend(hardware, n_ctx, cat)
     chosen = {c.model_id for c in choices}
     for model in cat.models:
         if model.id in chosen or not model.quants:
             continue
         smallest = min(model.quants, key=lambda q: q.size)
-        plan = fit.plan_for(model, smallest, hardware, n_ctx)
-        out.append(Offer(model.id, model.name, model.repo, smallest.quant, smallest.names, smallest.size,
-                         smallest.estimated, plan, reasoning=bool(model.reasoning)))
-    return out
+        choices.append(recommend.choice_for(model, smallest, hardware, n_ctx))
+    return choices
+
+
+def why_text(choice: Any) -> str:
+    """Why a model was recommended, in one translated sentence (the engine gives the facts)."""
+    plan = choice.plan
+    if choice.tier is None:
+        return plan_text(plan)
+    tps = plan.tokens_per_second or 0
+    speed = (translate("Fit", "about {tps} tokens/s").format(tps=f"{tps:.0f}") if tps >= 1
+             else translate("Fit", "under 1 token/s"))
+    quality = (translate("Fit", "{quant} is below the usual Q4_K_M floor, the most of this model that fits")
+               if choice.below_floor else translate("Fit", "{quant} is the best quality that fits")).format(
+        quant=choice.quant)
+    ctx = f"{choice.n_ctx // 1024}K" if choice.n_ctx >= 1024 else str(choice.n_ctx)
+    names = " + ".join(choice.gpu_names)
+    slow = choice.tier == "slow"
+    if choice.tier == "gpu":
+        used = sum(d.total for d in plan.gpus)
+        budget = sum(d.budget or 0 for d in plan.gpus)
+        return translate("Fit", "Runs entirely on {gpus} ({used} of {budget} with a {ctx} context), {speed}; "
+                                "{quality} with room to spare.").format(
+            gpus=names, used=human_bytes(used), budget=human_bytes(budget), ctx=ctx, speed=speed, quality=quality)
+    if plan.mode == "partial":
+        text = translate("Fit", "{k} of {n} layers on {gpus} ({gpu}), the rest in RAM ({ram}), {speed}; {quality}").format(
+            k=plan.offloaded_layers, n=plan.n_layer, gpus=names, gpu=human_bytes(plan.gpu_bytes),
+            ram=human_bytes(plan.ram_bytes), speed=speed, quality=quality)
+        return text + (translate("Fit", "; slow, but nothing faster of this quality fits.") if slow else
+                       translate("Fit", "."))
+    where = translate("Fit", "unified memory") if choice.unified_memory else translate("Fit", "RAM")
+    text = translate("Fit", "Runs on the processor in {where} ({ram} of {budget} usable), {speed}; {quality}").format(
+        where=where, ram=human_bytes(plan.ram_bytes), budget=human_bytes(plan.cpu.budget or 0), speed=speed,
+        quality=quality)
+    return text + (translate("Fit", "; slow, but it is what fits.") if slow else translate("Fit", "."))
 
 
 class OfferCard(QFrame):
@@ -445,11 +465,12 @@ class OfferCard(QFrame):
 
     download_requested = Signal(object)
 
-    def __init__(self, offer: Offer, hardware: Any, parent: QWidget | None = None):
+    def __init__(self, offer: Any, hardware: Any, parent: QWidget | None = None, *, recommended: bool = False):
         super().__init__(parent)
         self.setObjectName("Card")
-        self.offer = offer
-        self.setProperty("recommended", offer.recommended)
+        self.offer = offer  # an engine Choice
+        self.recommended = recommended
+        self.setProperty("recommended", recommended)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 10)
         top = QHBoxLayout()
@@ -459,8 +480,8 @@ class OfferCard(QFrame):
         self.badge.set_kind(fit_kind(offer.plan))
         self.star = QLabel(self)
         self.star.setObjectName("Badge")
-        self.star.setProperty("fit", "gpu" if offer.recommended else "")
-        self.star.setVisible(offer.recommended)
+        self.star.setProperty("fit", "gpu" if recommended else "")
+        self.star.setVisible(recommended)
         top.addWidget(self.title)
         top.addWidget(self.badge)
         top.addWidget(self.star)
@@ -530,8 +551,7 @@ class OfferCard(QFrame):
         self.title.setToolTip(self.tr("From {repo}").format(repo=offer.repo))
         self.star.setText(self.tr("Recommended"))
         self.download_button.setText(self.tr("Download"))
-        why = offer.why_zh if i18n.current() == "zh_CN" and offer.why_zh else offer.why_en
-        self.why.setText(why or plan_text(offer.plan))
+        self.why.setText(why_text(offer))
         self.download_button.setToolTip(self.tr("Download {name} ({size}) and load it").format(
             name=offer.label, size=size))
 
@@ -626,7 +646,7 @@ class ModelPicker(QDialog):
         self.setObjectName("ModelPicker")
         self.resize(820, 680)
         self.hardware: Any = None
-        self.offers: list[Offer] = []
+        self.offers: list[Any] = []
         self.cards: list[OfferCard] = []
         self._offer_worker: GeneratorWorker | None = None
         self._scan_worker: GeneratorWorker | None = None
@@ -688,11 +708,8 @@ class ModelPicker(QDialog):
     # Local models ------------------------------------------------------------------------
     def refresh(self) -> None:
         _clear(self.local_list)
-        try:
-            from engine.library import Library
-        except ImportError:
-            self.local_note.setText(self.tr("The model library is missing from this build."))
-            return
+        from r1desk.engine.models.library import Library
+
         # Listing is instant; checking that the files are still there runs in a worker.
         models = Library(self.window_.history.db).list(refresh=False)
         self._check_files()
@@ -714,8 +731,8 @@ class ModelPicker(QDialog):
             return
 
         def check():
-            from engine.library import Library
-            from engine.storage import open_db
+            from r1desk.engine.db.database import open_db
+            from r1desk.engine.models.library import Library
 
             db = open_db()
             try:
@@ -737,8 +754,8 @@ class ModelPicker(QDialog):
             return
 
         def scan_library():
-            from engine.library import Library
-            from engine.storage import open_db
+            from r1desk.engine.db.database import open_db
+            from r1desk.engine.models.library import Library
 
             db = open_db()
             try:
@@ -775,12 +792,12 @@ class ModelPicker(QDialog):
                                                          .format(error=exc))))
         self._offer_worker.start()
 
-    def _show_offers(self, found: list[Offer]) -> None:
+    def _show_offers(self, found: list[Any]) -> None:
         self.offers = found
         _clear(self.offer_list)
         self.cards = []
-        for offer in found:
-            card = OfferCard(offer, self.hardware, self)
+        for i, offer in enumerate(found):
+            card = OfferCard(offer, self.hardware, self, recommended=i == 0 and offer.tier is not None)
             card.download_requested.connect(self.download)
             job = downloads().get(offer.repo, offer.files[0] if offer.files else None)
             if job is not None:
@@ -795,7 +812,7 @@ class ModelPicker(QDialog):
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
         self.offer_scroll.ensureWidgetVisible(card, 0, 0)
 
-    def download(self, offer: Offer) -> DownloadJob:
+    def download(self, offer: Any) -> DownloadJob:
         job = downloads().start(offer.repo, offer.files[0] if offer.files else None, offer.label)
         for card in self.cards:
             if card.offer is offer:
@@ -874,9 +891,9 @@ def request_estimate(window: Any, dialog: Any, n_ctx: Any, n_gpu_layers: Any) ->
         return
 
     def compute(hardware: Any):
-        from engine import fit
-        from engine.host import LoadOptions, resolve_options
-        from engine.modelfile import read_header
+        from r1desk.engine.gguf.header import read_header
+        from r1desk.engine.hardware import fit
+        from r1desk.engine.inference.host import LoadOptions, resolve_options
 
         header = read_header(path)
         ctx = resolve_options(header, LoadOptions(n_ctx=n_ctx))["n_ctx"]

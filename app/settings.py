@@ -5,11 +5,27 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from . import i18n, theme
-from .qt import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QEvent, QFileDialog, QFormLayout,
-    QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QSettings, QSpinBox, QTabWidget, QTimer,
-    QVBoxLayout, QWidget, Signal,
+from r1desk.app import i18n, theme
+from r1desk.app.qt import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QEvent,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSettings,
+    QSpinBox,
+    QTabWidget,
+    QTimer,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
 
 # Keys in the settings table. Hub keys are shared with the engine's downloader.
@@ -45,7 +61,7 @@ def _qsettings() -> QSettings:
 
 def bootstrap_data_folder() -> None:
     """Point the engine at the folder the user chose, unless R1DESK_HOME already says where."""
-    from engine.paths import ENV_HOME
+    from r1desk.engine.paths import ENV_HOME
 
     if os.environ.get(ENV_HOME):
         return
@@ -65,12 +81,12 @@ class AppSettings:
         self.db = db
 
     def get(self, key: str) -> Any:
-        from engine.storage import get_setting
+        from r1desk.engine.db.database import get_setting
 
         return get_setting(self.db, key, DEFAULTS.get(key))
 
     def set(self, key: str, value: Any) -> None:
-        from engine.storage import set_setting
+        from r1desk.engine.db.database import set_setting
 
         set_setting(self.db, key, value)
 
@@ -82,13 +98,13 @@ class AppSettings:
         return changed
 
     def load_options(self):
-        from engine.host import LoadOptions
+        from r1desk.engine.inference.host import LoadOptions
 
         gpu = self.get("chat.n_gpu_layers")
         return LoadOptions(n_ctx=self.get("chat.n_ctx"), n_gpu_layers=gpu if gpu is not None else "auto")
 
     def sampling(self):
-        from engine.chat import SamplingParams
+        from r1desk.engine.chat.service import SamplingParams
 
         return SamplingParams(**{key: self.get(f"chat.{key}") for key in SAMPLING_KEYS})
 
@@ -309,20 +325,17 @@ class SettingsDialog(QDialog):
         endpoint = values.pop("hub.endpoint")
         changed = []
         if endpoint != self.settings.get("hub.endpoint"):
+            from r1desk.engine.errors import R1deskError
+            from r1desk.engine.models.download import set_hub_endpoint
+
             try:
-                from engine.download import set_hub_endpoint
-                from engine.errors import R1deskError
-            except ImportError:
-                values["hub.endpoint"] = endpoint
-            else:
-                try:
-                    set_hub_endpoint(endpoint, db=self.settings.db)
-                except R1deskError as exc:
-                    self.tabs.setCurrentIndex(2)
-                    self.hub_error.setText(str(exc))
-                    self.hub_error.setVisible(True)
-                    return None
-                changed.append("hub.endpoint")
+                set_hub_endpoint(endpoint, db=self.settings.db)
+            except R1deskError as exc:
+                self.tabs.setCurrentIndex(2)
+                self.hub_error.setText(str(exc))
+                self.hub_error.setVisible(True)
+                return None
+            changed.append("hub.endpoint")
         self.hub_error.setVisible(False)
         changed += self.settings.update(values)
         if self._new_data_folder:

@@ -5,10 +5,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import theme
-from .qt import (
-    QAbstractItemView, QEvent, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-    QMenu, QPushButton, QTimer, QVBoxLayout, QWidget, Qt, Signal,
+from r1desk.app import theme
+from r1desk.app.qt import (
+    QAbstractItemView,
+    QEvent,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    Qt,
+    QTimer,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
 
 ID_ROLE = Qt.ItemDataRole.UserRole

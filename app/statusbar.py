@@ -6,7 +6,8 @@ import os
 
 import psutil
 
-from .qt import QEvent, QLabel, QStatusBar, QTimer, QWidget
+from r1desk.app.qt import QEvent, QLabel, QStatusBar, QTimer, QWidget
+from r1desk.engine.units import human_bytes
 
 MEMORY_INTERVAL_MS = 2000
 
@@ -36,13 +37,6 @@ def memory_in_use(extra_pids: tuple[int, ...] = ()) -> int:
     return total
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
 
 class StatusBar(QStatusBar):
     def __init__(self, parent: QWidget | None = None):
@@ -57,6 +51,8 @@ class StatusBar(QStatusBar):
             self.addPermanentWidget(label)
         self.model_name: str | None = None
         self.loading: str | None = None
+        self.reload_reason: tuple[str, str] | None = None  # (reason, detail) of a reload before a reply
+        self.queued: int | None = None  # requests ahead of this window's reply
         self.context: tuple[int, int] | None = None  # (used, n_ctx)
         self.tokens_per_second: float | None = None
         self.memory: int | None = None
@@ -73,9 +69,31 @@ class StatusBar(QStatusBar):
         self.tokens_per_second = None
         self.retranslate()
 
-    def set_loading(self, name: str | None) -> None:
+    def set_loading(self, name: str | None, reason: str | None = None, detail: str = "") -> None:
+        """A model is loading; ``reason`` (an engine ``Loading`` reason) when it is a reload."""
         self.loading = name
+        self.reload_reason = (reason, detail) if reason else None
         self.retranslate()
+
+    def set_queued(self, position: int | None) -> None:
+        self.queued = position or None
+        self.retranslate()
+
+    def clear_wait(self) -> None:
+        """The reply has begun: no longer reloading or waiting."""
+        if self.loading or self.queued:
+            self.loading = self.reload_reason = self.queued = None
+            self.retranslate()
+
+    def reload_words(self) -> str:
+        reason, detail = self.reload_reason or ("", "")
+        if reason == "unresponsive":
+            return self.tr("it did not stop in time and was restarted")
+        if reason == "template-timeout":
+            return self.tr("its chat template took too long and it was restarted")
+        if detail:
+            return self.tr("the model process stopped ({detail})").format(detail=detail)
+        return self.tr("the model process stopped")
 
     def set_reply_stats(self, stats: dict) -> None:
         if stats.get("n_ctx"):
@@ -89,8 +107,13 @@ class StatusBar(QStatusBar):
         self.retranslate()
 
     def retranslate(self) -> None:
-        if self.loading:
+        if self.loading and self.reload_reason:
+            self.model_label.setText(self.tr("Reloading {model}: {why}…").format(
+                model=self.loading, why=self.reload_words()))
+        elif self.loading:
             self.model_label.setText(self.tr("Loading {model}…").format(model=self.loading))
+        elif self.queued:
+            self.model_label.setText(self.tr("Waiting for the model: {n} request(s) ahead").format(n=self.queued))
         elif self.model_name:
             self.model_label.setText(self.tr("Model: {model}").format(model=self.model_name))
         else:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-from . import markdown
-from .qt import (
-    QApplication, QByteArray, QColor, QGuiApplication, QIcon, QImage, QPainter, QPalette, QPixmap,
-    QStyleFactory, QSvgRenderer, Qt,
+from r1desk.app import markdown
+from r1desk.app.qt import (
+    QApplication,
+    QByteArray,
+    QColor,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QPainter,
+    QPalette,
+    QPixmap,
+    QStyleFactory,
+    QSvgRenderer,
+    Qt,
 )
+from r1desk.engine import paths
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-STYLES = ASSETS / "styles"
-ICONS = ASSETS / "icons"
+STYLES = paths.asset("styles")
+ICONS = paths.asset("icons")
 
 THEMES = ("system", "light", "dark")
 

@@ -11,19 +11,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import i18n, theme
-from .i18n import translate
-from .chatview import ChatView, MessageWidget
-from .composer import Composer
-from .errors import describe
-from .qt import (
-    QEvent, QFileDialog, QFrame, QHBoxLayout, QKeySequence, QLabel, QMainWindow, QPushButton,
-    QShortcut, QSize, QSplitter, QTimer, QToolButton, QVBoxLayout, QWidget, Qt, Signal,
+from r1desk.app import i18n, theme
+from r1desk.app.chatview import ChatView, MessageWidget
+from r1desk.app.composer import Composer
+from r1desk.app.errors import describe, user_message
+from r1desk.app.qt import (
+    QEvent,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QKeySequence,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QShortcut,
+    QSize,
+    QSplitter,
+    Qt,
+    QTimer,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    Signal,
 )
-from .settings import LOAD_KEYS, AppSettings, SettingsDialog
-from .sidebar import Sidebar
-from .statusbar import StatusBar
-from .workers import GeneratorWorker
+from r1desk.app.settings import LOAD_KEYS, AppSettings, SettingsDialog
+from r1desk.app.sidebar import Sidebar
+from r1desk.app.statusbar import StatusBar
+from r1desk.app.workers import GeneratorWorker
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +199,12 @@ class MainWindow(QMainWindow):
             self.show_first_run()
 
     def library_models(self) -> list[Any]:
-        try:
-            from engine.library import Library
-        except ImportError:
-            return []
+        from r1desk.engine.models.library import Library
+
         return [m for m in Library(self.history.db).list(refresh=False) if m.status == "ready"]
 
     def show_first_run(self) -> None:
-        from .firstrun import FirstRunDialog
+        from r1desk.app.firstrun import FirstRunDialog
 
         dialog = self._dialogs.get("first_run")
         if dialog is None:
@@ -253,8 +265,8 @@ class MainWindow(QMainWindow):
             return
         self.chat_view.add_user(text)
         widget = self.chat_view.add_assistant(self._model_name())
-        worker = GeneratorWorker(self.chat.send, self.current_id, text, self.settings.sampling(),
-                                 cancel=self.chat.cancel)
+        reply = self.chat.send(self.current_id, text, self.settings.sampling())
+        worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, widget)
 
     def regenerate(self, widget: MessageWidget) -> None:
@@ -262,8 +274,8 @@ class MainWindow(QMainWindow):
             return
         self.chat_view.remove_from(widget)
         new = self.chat_view.add_assistant(self._model_name())
-        worker = GeneratorWorker(self.chat.regenerate, self.current_id, self.settings.sampling(),
-                                 cancel=self.chat.cancel)
+        reply = self.chat.regenerate(self.current_id, self.settings.sampling())
+        worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, new)
 
     def edit_and_resend(self, widget: MessageWidget, text: str) -> None:
@@ -273,8 +285,8 @@ class MainWindow(QMainWindow):
         self.chat_view.remove_from(widget)
         self.chat_view.add_user(text)
         new = self.chat_view.add_assistant(self._model_name())
-        worker = GeneratorWorker(self.chat.edit_and_resend, message_id, text, self.settings.sampling(),
-                                 cancel=self.chat.cancel)
+        reply = self.chat.edit_and_resend(message_id, text, self.settings.sampling())
+        worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, new)
 
     def stop(self) -> None:
@@ -293,12 +305,22 @@ class MainWindow(QMainWindow):
         worker.start()
 
     def _on_chat_event(self, event: Any) -> None:
-        from engine.events import ChatError, ContentDelta, ReasoningDelta, Started, Stats
+        from r1desk.engine.events import (
+            ChatError,
+            ContentDelta,
+            Loading,
+            Queued,
+            ReasoningDelta,
+            Started,
+            Stats,
+        )
 
         reply = self.reply
         if reply is None:
             return
         widget = reply.widget
+        if isinstance(event, (ContentDelta, ReasoningDelta, Stats, ChatError)):
+            self.status.clear_wait()
         if isinstance(event, ContentDelta):
             reply.content.append(event.text)
             if widget is not None:
@@ -319,6 +341,10 @@ class MainWindow(QMainWindow):
             if new_conversation and self.current_id is None:
                 self.current_id = event.conversation_id
             self.sidebar.refresh(select=self.current_id)
+        elif isinstance(event, Loading):
+            self.status.set_loading(event.model, event.reason, event.detail)
+        elif isinstance(event, Queued):
+            self.status.set_queued(event.position)
         elif isinstance(event, Stats):
             stats = event.to_dict()
             if widget is not None:
@@ -332,7 +358,7 @@ class MainWindow(QMainWindow):
 
     def _on_chat_error(self, exc: BaseException) -> None:
         reply = self.reply
-        message = _user_message(exc)
+        message = user_message(exc)
         if reply is not None and reply.widget is not None and not reply.finished:
             reply.widget.fail(message)
         if reply is not None:
@@ -375,12 +401,10 @@ class MainWindow(QMainWindow):
     def _load_and_register(self, model: str, options: Any) -> Any:
         """In a worker: load the model, and list it in the library if it came from elsewhere."""
         info = self.chat.load_model(model, options)
-        try:
-            from engine.errors import R1deskError
-            from engine.library import Library
-            from engine.storage import open_db
-        except ImportError:
-            return info
+        from r1desk.engine.db.database import open_db
+        from r1desk.engine.errors import R1deskError
+        from r1desk.engine.models.library import Library
+
         db = open_db()
         try:
             library = Library(db)
@@ -401,7 +425,7 @@ class MainWindow(QMainWindow):
         self.model_loaded.emit(info)
 
     def _model_failed(self, exc: BaseException) -> None:
-        message = _user_message(exc)
+        message = user_message(exc)
         self.status.set_model(self._model_name())
         self.notice.show_message(self.tr("The model could not be loaded: {error}").format(error=message),
                                  kind="error", action=self.tr("Choose another model"),
@@ -437,7 +461,7 @@ class MainWindow(QMainWindow):
 
     # Dialogs -----------------------------------------------------------------------------
     def show_model_picker(self) -> None:
-        from .modelpicker import ModelPicker
+        from r1desk.app.modelpicker import ModelPicker
 
         dialog = self._dialogs.get("models")
         if dialog is None:
@@ -449,7 +473,7 @@ class MainWindow(QMainWindow):
         dialog.activateWindow()
 
     def show_hardware(self) -> None:
-        from .hardware import HardwarePanel
+        from r1desk.app.hardware import HardwarePanel
 
         dialog = self._dialogs.get("hardware")
         if dialog is None:
@@ -459,7 +483,7 @@ class MainWindow(QMainWindow):
         dialog.raise_()
 
     def show_settings(self) -> None:
-        from engine import paths
+        from r1desk.engine import paths
 
         dialog = self._dialogs.get("settings")
         if dialog is not None and dialog.isVisible():
@@ -471,7 +495,7 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def _estimate(self, n_ctx: Any, n_gpu_layers: Any) -> None:
-        from .modelpicker import request_estimate
+        from r1desk.app.modelpicker import request_estimate
 
         dialog = self._dialogs.get("settings")
         if dialog is not None:
@@ -513,21 +537,10 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        from . import workers
+        from r1desk.app import workers
 
         self.stop()
         for worker in workers.running():
             worker.quit()
         workers.wait_for_all(5000)
         super().closeEvent(event)
-
-
-def _user_message(exc: BaseException) -> str:
-    """Words for an exception: an engine error's own line, or a short note for a bug."""
-    from engine.errors import R1deskError
-
-    if isinstance(exc, R1deskError):
-        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-        return describe(type(exc).__name__, f"{exc}{hint}")
-    return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
-        kind=type(exc).__name__, error=str(exc)[:200])

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .qt import QObject, QRunnable, QThreadPool, Signal
+from r1desk.app.qt import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,6 @@ class GeneratorWorker(QObject):
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    try:
-        from engine.errors import R1deskError
-    except ImportError:  # pragma: no cover
-        return False
+    from r1desk.engine.errors import R1deskError
+
     return isinstance(exc, R1deskError)

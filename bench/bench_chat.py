@@ -74,8 +74,8 @@ def raw_runs(model: str, n_ctx: int, threads: int, tokens: int):
 
 
 def engine_once(service, prompt_text: str, tokens: int) -> dict:
-    from engine.chat import SamplingParams
-    from engine.events import ContentDelta, ReasoningDelta, Stats
+    from r1desk.engine.chat.service import SamplingParams
+    from r1desk.engine.events import ContentDelta, ReasoningDelta, Stats
 
     params = SamplingParams(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0, max_tokens=tokens)
     t0 = time.perf_counter()
@@ -106,9 +106,9 @@ def main() -> None:
 
     home = tempfile.mkdtemp(prefix="r1desk-bench-")
     os.environ["R1DESK_HOME"] = home
-    from engine.chat import ChatService, SamplingParams
-    from engine.events import ContentDelta, Stats
-    from engine.host import LoadOptions, default_threads
+    from r1desk.engine.chat.service import ChatService, SamplingParams
+    from r1desk.engine.events import ContentDelta, Stats
+    from r1desk.engine.inference.host import LoadOptions, default_threads
 
     if args.model:
         model = args.model
@@ -122,10 +122,9 @@ def main() -> None:
     info = service.load_model(model, LoadOptions(n_ctx=args.ctx, n_threads=threads))
     # The exact prompt the engine sends, so raw llama.cpp gets the same tokens.
     rendered = service.host.count_tokens([{"role": "user", "content": PROMPT}])
-    from engine.templates import ChatTemplate
-
     # Render the same template text for the raw run (the engine renders in its own process).
-    from engine.modelfile import read_header
+    from r1desk.engine.gguf.header import read_header
+    from r1desk.engine.inference.templates import ChatTemplate
 
     header = read_header(model)
     tokens_md = read_header(model, keep=("tokenizer.ggml.tokens",)).metadata["tokenizer.ggml.tokens"]
@@ -201,7 +200,7 @@ def main() -> None:
             count += 1
             if count == 30:
                 t_cancel = time.perf_counter()
-                threading.Thread(target=service.cancel).start()
+                threading.Thread(target=events.cancel).start()
             if isinstance(ev, Stats):
                 cancel_ms.append((time.perf_counter() - t_cancel) * 1000)
     service.close()

@@ -33,7 +33,7 @@ NAME = "random.gguf"
 
 OURS = """
 import sys
-from engine import download
+from r1desk.engine.models import download
 list(download.Download({repo!r}, [{name!r}], endpoint={endpoint!r}))
 """
 THEIRS = """

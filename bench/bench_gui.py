@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app import theme  # noqa: E402
-from app.chatview import ChatView  # noqa: E402
-from app.markdown import render_html, warm_up  # noqa: E402
-from app.qt import QApplication, QElapsedTimer, QTextBrowser, QTimer  # noqa: E402
-from app.workers import GeneratorWorker  # noqa: E402
+from r1desk.app import theme  # noqa: E402
+from r1desk.app.chatview import ChatView  # noqa: E402
+from r1desk.app.markdown import render_html, warm_up  # noqa: E402
+from r1desk.app.qt import QApplication, QElapsedTimer, QTextBrowser, QTimer  # noqa: E402
+from r1desk.app.workers import GeneratorWorker  # noqa: E402
 
 REASONING = ("Okay, the user wants a summary of how to sort data in Python. Let me think about "
              "which functions matter: sorted returns a new list, list.sort works in place, and "

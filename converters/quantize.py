@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine import paths
-from engine.errors import Cancelled, ConversionError, DiskFull, ModelNotFound
-from engine.events import Progress
+from r1desk.engine import paths
+from r1desk.engine.errors import Cancelled, ConversionError, DiskFull, ModelNotFound
+from r1desk.engine.events import Progress
 
 # Types llama.cpp will not make without an importance matrix (it aborts otherwise).
 NEEDS_IMATRIX = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"}
@@ -103,7 +103,7 @@ def _expected_size(info: Any, target: str) -> int:
 
 
 def default_output(src: Path, target: str) -> Path:
-    from engine.library import QUANT_RE, default_name
+    from r1desk.engine.models.library import QUANT_RE, default_name
 
     stem = default_name(src)
     stem = QUANT_RE.sub("", stem).rstrip("-._ ") or stem
@@ -177,7 +177,7 @@ class Quantize:
 
     # -- checks --------------------------------------------------------------------------
     def _source(self) -> Path:
-        from engine import library
+        from r1desk.engine.models import library
 
         text = str(self.src_arg)
         candidate = Path(text).expanduser()
@@ -188,7 +188,7 @@ class Quantize:
         return library.resolve(text)
 
     def _check(self) -> tuple[Path, Path, int, Any]:
-        from engine.library import inspect_model
+        from r1desk.engine.models.library import inspect_model
 
         types = quant_types()
         if self.target not in types:
@@ -202,7 +202,7 @@ class Quantize:
         info = inspection.info
         weights = [t for t in info.tensors if len(t.shape) >= 2]
         quantised = sorted({t.type_name for t in weights if t.type_name not in UNQUANTISED})
-        from engine.library import quant_name
+        from r1desk.engine.models.library import quant_name
 
         current = quant_name(info.file_type) or (quantised[0] if quantised else "F16")
         if current == self.target:
@@ -227,7 +227,7 @@ class Quantize:
         out.parent.mkdir(parents=True, exist_ok=True)
         expected = _expected_size(info, self.target)
         for part in inspection.parts[1:]:
-            from engine.modelfile import read_header
+            from r1desk.engine.gguf.header import read_header
 
             expected += _expected_size(read_header(part), self.target)
         free = shutil.disk_usage(out.parent).free
@@ -299,12 +299,12 @@ class Quantize:
         self.out = out
         size = out.stat().st_size
         if self.register:
-            from engine.library import Library
+            from r1desk.engine.models.library import Library
 
             lib = Library(self.db) if self.db is not None else None
             own_db = None
             if lib is None:
-                from engine.storage import open_db
+                from r1desk.engine.db.database import open_db
 
                 own_db = open_db()
                 lib = Library(own_db)

@@ -5,8 +5,49 @@ Plain dataclasses, so the GUI, the CLI, the API server and tests consume the sam
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+
+class CancelToken:
+    """One job's cancel handle: ``cancel()`` from any thread, at any time, even before it starts."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], Any]] = []
+        self.cancelled_at: float | None = None  # time.monotonic() of the first cancel
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.cancelled_at = time.monotonic()
+            self._event.set()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def on_cancel(self, callback: Callable[[], Any]) -> Callable[[], None]:
+        """Call ``callback`` when cancelled (at once if already); returns a function that unhooks it."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+
+                def unhook() -> None:
+                    with self._lock:
+                        if callback in self._callbacks:
+                            self._callbacks.remove(callback)
+
+                return unhook
+        callback()
+        return lambda: None
 
 
 @dataclass
@@ -16,6 +57,27 @@ class Started:
     conversation_id: int
     user_message_id: int | None
     message_id: int
+
+
+@dataclass
+class Queued:
+    """The model is busy with other requests; ``position`` of them are ahead of this one."""
+
+    position: int
+
+
+@dataclass
+class Loading:
+    """The model is being (re)loaded before this reply; ``reason`` says why, for the edge to word.
+
+    Reasons: ``"crashed"`` (the model process died; ``detail`` says how), ``"unresponsive"`` (it
+    did not stop in time and was replaced), ``"template-timeout"`` (a chat template rendered too
+    long and the process was replaced).
+    """
+
+    reason: str
+    model: str
+    detail: str = ""
 
 
 @dataclass
@@ -79,4 +141,4 @@ class Progress:
         return min(1.0, self.done / self.total)
 
 
-ChatEvent = Started | ReasoningDelta | ContentDelta | Stats | ChatError
+ChatEvent = Started | Queued | Loading | ReasoningDelta | ContentDelta | Stats | ChatError

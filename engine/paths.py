@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 import platformdirs
@@ -16,6 +17,15 @@ def home() -> Path:
     if override:
         return Path(override).expanduser().resolve()
     return Path(platformdirs.user_data_dir("r1desk", appauthor=False))
+
+
+def asset(*parts: str) -> Path:
+    """A file shipped inside the package (catalog, icons, style sheets, translations).
+
+    Found through importlib.resources, so it is the same from a checkout, an installed wheel
+    or a frozen bundle.
+    """
+    return Path(str(resources.files("r1desk.assets").joinpath(*parts)))
 
 
 def _ensure(path: Path) -> Path:

@@ -79,11 +79,11 @@ fi
 
 case "$mode" in
     run)
-        $pip install -q --disable-pip-version-check -e .
+        $pip install -q --disable-pip-version-check -e . --config-settings editable_mode=strict
         exec .venv/bin/r1desk "$@"
         ;;
     test)
-        $pip install -q --disable-pip-version-check -e ".[test]"
+        $pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=strict
         export QT_QPA_PLATFORM=offscreen
         .venv/bin/lint-imports
         set +e

@@ -19,6 +19,6 @@ def test_engine_never_imports_qt_or_app() -> None:
 
 def test_engine_imports_without_qt_installed_paths() -> None:
     """Importing the CLI (what `r1desk chat` does) loads no Qt module."""
-    code = "import sys, engine.commands, engine.chat; print([m for m in sys.modules if m.startswith('PySide6')])"
+    code = "import sys, r1desk.cli, r1desk.engine.chat.service; print([m for m in sys.modules if m.startswith('PySide6')])"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -121,14 +121,15 @@ def inner(language: str, out: Path) -> None:
                       HF_HOME=str(home / "hf-home"), HF_HUB_OFFLINE="0")
     os.environ.pop("HF_ENDPOINT", None)
 
-    from app import workers
-    from app.hardware import probe
-    from app.main import application, build_window
-    from app.modelpicker import offers
-    from app.qt import QApplication, QGuiApplication
-    from app.settings import AppSettings
-    from engine.hardware import Hardware, detect
-    from engine.history import History
+    from r1desk.app import workers
+    from r1desk.app.hardware import probe
+    from r1desk.app.main import application, build_window
+    from r1desk.app.modelpicker import offers
+    from r1desk.app.qt import QApplication, QGuiApplication
+    from r1desk.app.settings import AppSettings
+    from r1desk.engine.chat.history import History
+    from r1desk.engine.hardware.probe import Hardware, detect
+
     from tests.support.hub import FakeHub
     from tests.support.models import tiny_r1_path
 

@@ -259,6 +259,54 @@ Enter sends, Shift+Enter starts a new line.</source>
         <source>About {tps} tokens/s.</source>
         <translation>约每秒 {tps} 个词元。</translation>
     </message>
+    <message>
+        <source>about {tps} tokens/s</source>
+        <translation>约每秒 {tps} 个词元</translation>
+    </message>
+    <message>
+        <source>under 1 token/s</source>
+        <translation>每秒不到 1 个词元</translation>
+    </message>
+    <message>
+        <source>{quant} is below the usual Q4_K_M floor, the most of this model that fits</source>
+        <translation>{quant} 低于通常的 Q4_K_M 质量底线，是这个模型能放下的最好版本</translation>
+    </message>
+    <message>
+        <source>{quant} is the best quality that fits</source>
+        <translation>{quant} 是能放下的最高质量版本</translation>
+    </message>
+    <message>
+        <source>Runs entirely on {gpus} ({used} of {budget} with a {ctx} context), {speed}; {quality} with room to spare.</source>
+        <translation>完全在 {gpus} 上运行（{ctx} 上下文占用 {used} / {budget}），{speed}；{quality}，并留有余量。</translation>
+    </message>
+    <message>
+        <source>{k} of {n} layers on {gpus} ({gpu}), the rest in RAM ({ram}), {speed}; {quality}</source>
+        <translation>{n} 层中的 {k} 层放在 {gpus}（{gpu}），其余在内存中（{ram}），{speed}；{quality}</translation>
+    </message>
+    <message>
+        <source>; slow, but nothing faster of this quality fits.</source>
+        <translation>；速度较慢，但没有更快的同等质量选择。</translation>
+    </message>
+    <message>
+        <source>.</source>
+        <translation>。</translation>
+    </message>
+    <message>
+        <source>unified memory</source>
+        <translation>统一内存</translation>
+    </message>
+    <message>
+        <source>RAM</source>
+        <translation>内存</translation>
+    </message>
+    <message>
+        <source>Runs on the processor in {where} ({ram} of {budget} usable), {speed}; {quality}</source>
+        <translation>在处理器上运行，使用{where}（{ram} / 可用 {budget}），{speed}；{quality}</translation>
+    </message>
+    <message>
+        <source>; slow, but it is what fits.</source>
+        <translation>；速度较慢，但这是能放下的选择。</translation>
+    </message>
 </context>
 <context>
     <name>Hardware</name>
@@ -544,10 +592,6 @@ Enter sends, Shift+Enter starts a new line.</source>
 </context>
 <context>
     <name>ModelPicker</name>
-    <message>
-        <source>The model library is missing from this build.</source>
-        <translation>当前版本缺少模型库。</translation>
-    </message>
     <message>
         <source>{n} models on this computer.</source>
         <translation>这台电脑上有 {n} 个模型。</translation>
@@ -928,8 +972,32 @@ Enter sends, Shift+Enter starts a new line.</source>
 <context>
     <name>StatusBar</name>
     <message>
+        <source>it did not stop in time and was restarted</source>
+        <translation>它没有及时停止，已重新启动</translation>
+    </message>
+    <message>
+        <source>its chat template took too long and it was restarted</source>
+        <translation>它的对话模板耗时过长，已重新启动</translation>
+    </message>
+    <message>
+        <source>the model process stopped ({detail})</source>
+        <translation>模型进程已停止（{detail}）</translation>
+    </message>
+    <message>
+        <source>the model process stopped</source>
+        <translation>模型进程已停止</translation>
+    </message>
+    <message>
+        <source>Reloading {model}: {why}…</source>
+        <translation>正在重新加载 {model}：{why}…</translation>
+    </message>
+    <message>
         <source>Loading {model}…</source>
         <translation>正在加载 {model}…</translation>
+    </message>
+    <message>
+        <source>Waiting for the model: {n} request(s) ahead</source>
+        <translation>正在等待模型：前面还有 {n} 个请求</translation>
     </message>
     <message>
         <source>Model: {model}</source>

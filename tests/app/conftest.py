@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import workers
-from app.qt import QApplication, QEvent
+from r1desk.app import workers
+from r1desk.app.qt import QApplication, QEvent
 
 
 class Windows:
@@ -16,7 +16,7 @@ class Windows:
         self.open: list = []
 
     def __call__(self, *, start: bool = False, **settings):
-        from app.main import application, build_window
+        from r1desk.app.main import application, build_window
 
         application()
         window = build_window()
@@ -50,11 +50,10 @@ class Windows:
 def fresh_gui_state():
     """Forget the detected hardware and running downloads between tests."""
     yield
-    import app.hardware
-    import app.modelpicker
+    from r1desk.app import hardware, modelpicker
 
-    app.hardware._probe = None
-    app.modelpicker._downloads = None
+    hardware._probe = None
+    modelpicker._downloads = None
 
 
 CPU_16GB = {"name": "cpu-16", "ram_total": "16 GiB", "ram_available": "14 GiB",
@@ -63,8 +62,8 @@ CPU_16GB = {"name": "cpu-16", "ram_total": "16 GiB", "ram_available": "14 GiB",
 
 def described_machine(profile: dict = CPU_16GB):
     """Use a described machine instead of this one, so recommendations do not depend on the host."""
-    from app.hardware import probe
-    from engine.hardware import Hardware
+    from r1desk.app.hardware import probe
+    from r1desk.engine.hardware.probe import Hardware
 
     hardware = Hardware.from_dict(profile)
     probe().set(hardware)
@@ -88,7 +87,7 @@ def load(qtbot, window, path, timeout=60_000):
 
 def send(qtbot, window, text):
     """Type a message into the composer and press Enter, as the user does."""
-    from app.qt import Qt
+    from r1desk.app.qt import Qt
 
     window.activateWindow()
     window.composer.edit.setFocus()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app import theme
-from app.hardware import HardwarePanel, plain_words, probe
-from app.qt import QApplication, QLabel, QPalette, Qt
-from engine.hardware import Hardware
+from r1desk.app import theme
+from r1desk.app.hardware import HardwarePanel, plain_words, probe
+from r1desk.app.qt import QApplication, QLabel, QPalette, Qt
+from r1desk.engine.hardware.probe import Hardware
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_r1desk_opens_the_window_and_a_second_launch_hands_over(r1desk_home, tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", R1DESK_HOME=str(r1desk_home))
-    first = subprocess.Popen([sys.executable, "-m", "app.entry"], cwd=ROOT, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "r1desk.app.entry"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         log = r1desk_home / "logs" / "r1desk.log"
@@ -30,7 +30,7 @@ def test_r1desk_opens_the_window_and_a_second_launch_hands_over(r1desk_home, tmp
             assert first.poll() is None, first.stdout.read().decode()
             assert time.time() < deadline, "the app did not start"
             time.sleep(0.2)
-        second = subprocess.run([sys.executable, "-m", "app.entry"], cwd=ROOT, env=env,
+        second = subprocess.run([sys.executable, "-m", "r1desk.app.entry"], cwd=ROOT, env=env,
                                 capture_output=True, timeout=60)
         assert second.returncode == 0
         assert "already running" in log.read_text()
@@ -106,7 +106,7 @@ def test_hardware_panel_says_what_the_build_can_use(qtbot):
 
 
 def test_engine_errors_get_a_chinese_headline(make_window, qtbot, tmp_path):
-    from app import i18n
+    from r1desk.app import i18n
 
     bad = tmp_path / "cut.gguf"
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + os.urandom(64))

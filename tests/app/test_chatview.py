@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import app.chatview as chatview
-from app.chatview import ChatView
-from app.composer import Composer
-from app.qt import QGuiApplication, Qt
+import r1desk.app.chatview as chatview
+from r1desk.app.chatview import ChatView
+from r1desk.app.composer import Composer
+from r1desk.app.qt import QGuiApplication, Qt
 
 REPLY = ("Here is a function:\n\n```python\ndef double(x):\n    return 2 * x\n```\n\n"
          "It **doubles** its input.\n\n" + "".join(f"Paragraph {i} says something short.\n\n" for i in range(40)))

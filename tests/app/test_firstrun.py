@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from app.qt import Qt
+from r1desk.app.qt import Qt
+
 from tests.app.conftest import described_machine, send
 from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 from tests.support.models import tiny_r1_expected
@@ -46,9 +47,9 @@ def test_unreachable_hub_offers_models_already_on_this_computer(make_window, tin
 @pytest.mark.slow
 def test_one_download_button_from_first_start_to_a_loaded_model(make_window, fake_hub, tiny_r1, qtbot):  # noqa: F811
     described_machine()
-    from app.firstrun import recommended_r1
-    from app.hardware import probe
-    from app.modelpicker import offers
+    from r1desk.app.firstrun import recommended_r1
+    from r1desk.app.hardware import probe
+    from r1desk.app.modelpicker import offers
 
     best = recommended_r1(offers(probe().hardware, 512))
     fake_hub.add_repo(best.repo, {best.files[0]: tiny_r1})

@@ -6,8 +6,15 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from app import i18n
-from app.qt import QAbstractButton, QDialogButtonBox, QLabel, QLineEdit, QPlainTextEdit, Qt
+from r1desk.app import i18n
+from r1desk.app.qt import (
+    QAbstractButton,
+    QDialogButtonBox,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    Qt,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))

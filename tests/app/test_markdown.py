@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import random
 
-from app.markdown import (
-    BlockSplitter, CodeClose, CodeLine, CodeOpen, CodePartial, Tail, TextBlock, highlight_html,
-    render_html, split_all,
+from r1desk.app.markdown import (
+    BlockSplitter,
+    CodeClose,
+    CodeLine,
+    CodeOpen,
+    CodePartial,
+    Tail,
+    TextBlock,
+    highlight_html,
+    render_html,
+    split_all,
 )
 
 REPLY = """# Plan

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.modelpicker import MemoryPicture, fit_kind
-from app.qt import Qt
+from r1desk.app.modelpicker import MemoryPicture, fit_kind
+from r1desk.app.qt import Qt
+
 from tests.app.conftest import described_machine, send
 from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 from tests.support.models import tiny_r1_expected
@@ -30,7 +31,7 @@ def test_offers_carry_fit_badges_and_a_memory_picture_per_device(make_window, qt
     # A 16 GB machine without a GPU runs the small models on the CPU and cannot hold the 70B.
     assert kinds[R1_SMALL] == "cpu"
     assert kinds["deepseek-r1-distill-llama-70b"] == "too_large"
-    assert picker.cards[0].offer.recommended and picker.cards[0].badge.kind != "too_large"
+    assert picker.cards[0].recommended and picker.cards[0].badge.kind != "too_large"
     for card in picker.cards:
         assert card.badge.kind == fit_kind(card.offer.plan)
         assert card.download_button.isEnabled() == (card.badge.kind != "too_large")

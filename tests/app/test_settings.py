@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.qt import QDialogButtonBox, Qt
+from r1desk.app.qt import QDialogButtonBox, Qt
+
 from tests.app.conftest import described_machine, load
 
 
@@ -64,6 +65,6 @@ def test_a_download_server_that_is_not_an_address_is_refused(make_window, qtbot)
     qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
     assert not dialog.isVisible()
     assert window.settings.get("hub.endpoint") == "https://hf-mirror.com"
-    from engine.download import hub_endpoint
+    from r1desk.engine.models.download import hub_endpoint
 
     assert hub_endpoint(db=window.history.db) == "https://hf-mirror.com"

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from app.qt import QGuiApplication, QLineEdit, Qt
-from app.sidebar import ID_ROLE, MESSAGE_ROLE, Sidebar
-from engine.history import History
+from r1desk.app.qt import QGuiApplication, QLineEdit, Qt
+from r1desk.app.sidebar import ID_ROLE, MESSAGE_ROLE, Sidebar
+from r1desk.engine.chat.history import History
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.qt import Qt
+from r1desk.app.qt import Qt
+
 from tests.app.conftest import load, send
 from tests.support.models import tiny_r1_expected
 
@@ -173,7 +174,7 @@ def test_regenerate_and_edit_and_resend(make_window, tiny_r1, qtbot):
 
 
 def test_a_second_launch_brings_the_first_to_the_front(qtbot):
-    from app.main import SingleInstance, activate_running_instance, instance_name
+    from r1desk.app.main import SingleInstance, activate_running_instance, instance_name
 
     name = instance_name() + "-test"
     assert not activate_running_instance(name, timeout_ms=200)  # nobody is running
@@ -183,3 +184,45 @@ def test_a_second_launch_brings_the_first_to_the_front(qtbot):
             assert activate_running_instance(name)
     finally:
         first.close()
+
+
+@pytest.mark.slow
+def test_the_model_stays_loaded_after_the_worker_threads_retire(make_window, tiny_r1, qtbot):
+    """The app loads from pool threads that retire when idle; the model process must not go with them."""
+    from r1desk.app import workers
+
+    pool = workers.pool()
+    expiry = pool.expiryTimeout()
+    pool.setExpiryTimeout(300)  # retire idle threads after 0.3 s instead of 30 s
+    try:
+        window = make_window(**GREEDY)
+        load(qtbot, window, tiny_r1)
+        pid = window.chat.host.pid
+        qtbot.wait(2000)  # well past the expiry: the loading thread is gone
+        assert window.chat.host.pid == pid
+        reply = send(qtbot, window, "hi")
+        events = []
+        reply.worker.yielded.connect(events.append)
+        qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+        assert (reply.widget.reasoning, reply.widget.text) == tiny_r1_expected()
+        assert window.chat.host.pid == pid
+        assert not [e for e in events if type(e).__name__ == "Loading"], "the model was reloaded"
+    finally:
+        pool.setExpiryTimeout(expiry)
+
+
+@pytest.mark.slow
+def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r1, qtbot):
+    import os
+    import signal
+
+    window = make_window(**GREEDY)
+    load(qtbot, window, tiny_r1)
+    os.kill(window.chat.host.pid, signal.SIGKILL)
+    shown = []
+    reply = send(qtbot, window, "hi")
+    reply.worker.yielded.connect(lambda _e: shown.append(window.status.model_label.text()))
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    assert any(t.startswith("Reloading ") and "the model process stopped" in t for t in shown), shown
+    assert window.status.model_label.text().startswith("Model: ")
+    assert (reply.widget.reasoning, reply.widget.text) == tiny_r1_expected()

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from app import workers
-from app.workers import GeneratorWorker
-from engine.errors import Offline
+from r1desk.app import workers
+from r1desk.app.workers import GeneratorWorker
+from r1desk.engine.errors import Offline
 
 
 def collect(worker: GeneratorWorker) -> dict:

@@ -12,12 +12,13 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from converters import quantize as q
-from engine.commands import cli
-from engine.errors import Cancelled, ConversionError, DiskFull
-from engine.library import Library
-from engine.modelfile import check_model
-from engine.storage import open_db
+from r1desk.cli import cli
+from r1desk.converters import quantize as q
+from r1desk.engine.db.database import open_db
+from r1desk.engine.errors import Cancelled, ConversionError, DiskFull
+from r1desk.engine.gguf.header import check_model
+from r1desk.engine.models.library import Library
+
 from tests.support.models import tiny_r1_expected, tiny_r1_f16_path
 
 
@@ -27,8 +28,8 @@ def tiny_f16() -> Path:
 
 
 def chat_once(model: str) -> str:
-    from engine.chat import ChatService, SamplingParams
-    from engine.events import ChatError, ContentDelta
+    from r1desk.engine.chat.service import ChatService, SamplingParams
+    from r1desk.engine.events import ChatError, ContentDelta
 
     service = ChatService()
     try:

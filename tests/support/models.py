@@ -107,7 +107,7 @@ def tiny_r1_path() -> Path:
 def build_tiny_r1(out: Path, *, seed: int = 0) -> Path:
     import gguf
 
-    from engine.modelfile import read_header
+    from r1desk.engine.gguf.header import read_header
 
     header = read_header(
         r1_header_path(), allow_truncated_data=True,

@@ -1,0 +1,1 @@
+"""Data files shipped inside the package: the catalog, icons, style sheets, translations."""

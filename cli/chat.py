@@ -1,0 +1,149 @@
+"""``r1desk chat``: talk to a model from the terminal, one prompt or an interactive loop."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from r1desk.cli import cli
+from r1desk.engine.chat.service import ChatService, SamplingParams
+from r1desk.engine.errors import R1deskError
+from r1desk.engine.events import ChatError, ContentDelta, Loading, Queued, ReasoningDelta, Started, Stats
+from r1desk.engine.inference.host import LoadOptions
+
+RELOAD_REASONS = {
+    "crashed": "the model process stopped",
+    "unresponsive": "it did not stop in time and was restarted",
+    "template-timeout": "its chat template took too long and it was restarted",
+}
+
+
+def _gpu_layers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("use a number of layers or 'auto'") from None
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-p", "--prompt", help="Send one message and exit (otherwise an interactive loop).")
+@click.option("--conversation", "conversation_id", type=int, help="Continue this conversation.")
+@click.option("--system", help="System prompt (for R1 models it leads the first user turn).")
+@click.option("--ctx", type=int, help="Context length in tokens (default: from the model, at most 8192).")
+@click.option("--gpu-layers", default="auto", show_default=True, help="Layers to offload to the GPU, or 'auto'.")
+@click.option("--threads", type=int, help="CPU threads (default: physical cores).")
+@click.option("--flash-attn", is_flag=True, help="Use flash attention (needed for a quantised KV cache).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type.")
+@click.option("--no-mmap", is_flag=True, help="Read the whole model into memory instead of mapping it.")
+@click.option("--max-tokens", type=int, help="Most tokens to generate for a reply.")
+@click.option("--temperature", type=float)
+@click.option("--top-p", type=float)
+@click.option("--seed", type=int)
+@click.option("--reasoning-budget", type=int, help="Most thinking tokens before the model must answer.")
+@click.option("--hide-reasoning", is_flag=True, help="Do not print the model's reasoning.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reply.")
+def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
+         max_tokens, temperature, top_p, seed, reasoning_budget, hide_reasoning, as_json):
+    """Chat with MODEL (a .gguf file or a library name)."""
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                            reasoning_budget=reasoning_budget)
+    service = ChatService()
+    try:
+        options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers),
+                              flash_attn=flash_attn, kv_type=kv_type, use_mmap=not no_mmap)
+        show = sys.stderr.isatty()  # a line that goes away once loaded; errors stay one line
+        if show:
+            click.echo(click.style(f"Loading {model}…", dim=True), err=True, nl=False)
+        try:
+            info = service.load_model(model, options)
+        finally:
+            if show:
+                click.echo("\r\033[K", err=True, nl=False)
+        if conversation_id is not None:
+            service.history.get_conversation(conversation_id)
+        if system:
+            if conversation_id is None:
+                conversation_id = service.history.create_conversation(model=info.name)
+            service.history.add_message(conversation_id, "system", system)
+        if prompt is not None:
+            _reply(service, conversation_id, prompt, params, as_json, hide_reasoning)
+            return
+        if not as_json:
+            click.echo(click.style(f"{info.name} (context {info.n_ctx:,} tokens). "
+                                   "Empty line or Ctrl+D to quit.", dim=True), err=True)
+        while True:
+            try:
+                text = input(">>> " if sys.stdin.isatty() else "")
+            except EOFError:
+                break
+            if not text.strip():
+                break
+            conversation_id = _reply(service, conversation_id, text, params, as_json, hide_reasoning)
+    finally:
+        service.close()
+
+
+def _reply(service: ChatService, conversation_id, text, params, as_json, hide_reasoning):
+    reasoning: list[str] = []
+    answer: list[str] = []
+    stats: Stats | None = None
+    in_reasoning = False
+    events = service.send(conversation_id, text, params)
+    try:
+        for event in events:
+            if isinstance(event, Started):
+                conversation_id = event.conversation_id
+            elif isinstance(event, ReasoningDelta):
+                reasoning.append(event.text)
+                if not as_json and not hide_reasoning:
+                    if not in_reasoning:
+                        click.echo(click.style("Thinking...\n", dim=True, italic=True), nl=False)
+                        in_reasoning = True
+                    click.echo(click.style(event.text, dim=True), nl=False)
+            elif isinstance(event, ContentDelta):
+                answer.append(event.text)
+                if not as_json:
+                    if in_reasoning:
+                        click.echo(click.style("\n...done thinking.\n\n", dim=True, italic=True), nl=False)
+                        in_reasoning = False
+                    click.echo(event.text, nl=False)
+            elif isinstance(event, Loading):
+                click.echo(click.style(f"Reloading {event.model}: {RELOAD_REASONS.get(event.reason, event.reason)}"
+                                       f"{' (' + event.detail + ')' if event.detail else ''}…", dim=True), err=True)
+            elif isinstance(event, Queued):
+                click.echo(click.style(f"Waiting for the model: {event.position} request(s) ahead…", dim=True),
+                           err=True)
+            elif isinstance(event, Stats):
+                stats = event
+            elif isinstance(event, ChatError):
+                raise R1deskError(event.message)
+    except KeyboardInterrupt:
+        events.cancel()
+        for event in events:  # let the reply finish as cancelled, saved
+            if isinstance(event, Stats):
+                stats = event
+    if as_json:
+        click.echo(json.dumps({
+            "conversation_id": conversation_id,
+            "reasoning": "".join(reasoning),
+            "answer": "".join(answer),
+            "stats": stats.to_dict() if stats else None,
+        }, ensure_ascii=False))
+    else:
+        click.echo("")
+        if stats is not None:
+            line = f"[{stats.completion_tokens} tokens, {stats.tokens_per_second or 0:.1f} tok/s, " \
+                   f"first token {stats.ttft_ms or 0:.0f} ms"
+            if stats.reasoning_seconds:
+                line += f", thought {stats.reasoning_seconds:.1f} s"
+            line += f", conversation {conversation_id}]"
+            click.echo(click.style(line, dim=True), err=True)
+            for note in stats.notes:
+                click.echo(click.style(f"Note: {note}", dim=True), err=True)
+    return conversation_id

@@ -1,0 +1,82 @@
+"""``r1desk history``: list, show, search and export saved conversations."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import click
+
+from r1desk.cli import cli
+from r1desk.engine.chat.history import History
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+@cli.group()
+def history():
+    """Saved conversations."""
+
+
+@history.command("list")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_(limit, as_json):
+    """Conversations, newest first."""
+    convs = History().list_conversations(limit=limit)
+    if as_json:
+        click.echo(json.dumps([c.to_dict(with_messages=False) for c in convs], ensure_ascii=False, indent=2))
+        return
+    for c in convs:
+        click.echo(f"{c.id:>5}  {_when(c.updated_at)}  {c.message_count:>3} msgs  {c.title or '(untitled)'}")
+
+
+@history.command()
+@click.argument("conversation_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def show(conversation_id, as_json):
+    """One conversation, with its messages."""
+    h = History()
+    if as_json:
+        click.echo(h.export_json(conversation_id))
+    else:
+        click.echo(h.export_markdown(conversation_id), nl=False)
+
+
+@history.command()
+@click.argument("text")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def search(text, limit, as_json):
+    """Messages containing TEXT, in any language."""
+    hits = History().search(text, limit=limit)
+    if as_json:
+        click.echo(json.dumps(hits, ensure_ascii=False, indent=2))
+        return
+    for hit in hits:
+        snippet = " ".join(str(hit["snippet"]).split())
+        click.echo(f"{hit['conversation_id']:>5}  {hit['role']:<9} {hit['title'] or '(untitled)'}: {snippet}")
+
+
+@history.command()
+@click.argument("conversation_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
+def export(conversation_id, fmt, output):
+    """Export a conversation as Markdown or JSON."""
+    h = History()
+    text = h.export_markdown(conversation_id) if fmt == "md" else h.export_json(conversation_id) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@history.command()
+@click.argument("conversation_id", type=int)
+def delete(conversation_id):
+    """Delete a conversation."""
+    History().delete(conversation_id, permanent=True)

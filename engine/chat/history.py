@@ -1,0 +1,324 @@
+"""Conversations and messages: saved as they stream, searchable, exportable."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import sqlite_utils
+
+from r1desk.engine.db.database import open_db, transaction
+from r1desk.engine.errors import NotFound
+
+STATS_COLUMNS = (
+    "prompt_tokens", "completion_tokens", "reasoning_tokens", "ttft_ms", "tokens_per_second",
+    "reasoning_seconds", "total_seconds", "dropped_turns",
+)
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    reasoning: str = ""
+    status: str = "complete"
+    error: str | None = None
+    model: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "role": self.role, "content": self.content, "reasoning": self.reasoning,
+            "status": self.status, "error": self.error, "model": self.model, "stats": self.stats,
+            "params": self.params, "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    model: str | None
+    settings: dict[str, Any]
+    created_at: float
+    updated_at: float
+    messages: list[Message] = field(default_factory=list)
+    message_count: int = 0
+
+    def to_dict(self, with_messages: bool = True) -> dict[str, Any]:
+        out = {
+            "id": self.id, "title": self.title, "model": self.model, "settings": self.settings,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "message_count": self.message_count or len(self.messages),
+        }
+        if with_messages:
+            out["messages"] = [m.to_dict() for m in self.messages]
+        return out
+
+
+def _message(row: dict[str, Any]) -> Message:
+    stats = {k: row[k] for k in STATS_COLUMNS if row.get(k) is not None}
+    return Message(
+        id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
+        content=row["content"], reasoning=row["reasoning"], status=row["status"],
+        error=row["error"], model=row["model"], stats=stats, params=json.loads(row["params"] or "{}"),
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+class History:
+    """All reads and writes of conversations; one instance per database connection."""
+
+    def __init__(self, db: sqlite_utils.Database | None = None):
+        self.db = db if db is not None else open_db()
+        self.recover_interrupted()
+
+    # Conversations -----------------------------------------------------------------------
+    def create_conversation(self, title: str = "", model: str | None = None,
+                            settings: dict[str, Any] | None = None) -> int:
+        now = time.time()
+        with transaction(self.db):
+            cur = self.db.execute(
+                "INSERT INTO conversations (title, model, settings, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [title, model, json.dumps(settings or {}, ensure_ascii=False), now, now],
+            )
+        return cur.lastrowid
+
+    def _conversation_row(self, conversation_id: int, include_deleted: bool = False) -> dict:
+        rows = list(self.db.query(
+            "SELECT * FROM conversations WHERE id = ?" + ("" if include_deleted else " AND deleted_at IS NULL"),
+            [conversation_id],
+        ))
+        if not rows:
+            raise NotFound(f"conversation {conversation_id} does not exist")
+        return rows[0]
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        row = self._conversation_row(conversation_id)
+        messages = self.messages(conversation_id)
+        return Conversation(
+            id=row["id"], title=row["title"], model=row["model"],
+            settings=json.loads(row["settings"] or "{}"), created_at=row["created_at"],
+            updated_at=row["updated_at"], messages=messages, message_count=len(messages),
+        )
+
+    def list_conversations(self, limit: int = 200, offset: int = 0) -> list[Conversation]:
+        rows = self.db.query(
+            "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n "
+            "FROM conversations c WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC "
+            "LIMIT ? OFFSET ?",
+            [limit, offset],
+        )
+        return [
+            Conversation(
+                id=r["id"], title=r["title"], model=r["model"], settings=json.loads(r["settings"] or "{}"),
+                created_at=r["created_at"], updated_at=r["updated_at"], message_count=r["n"],
+            )
+            for r in rows
+        ]
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._conversation_row(conversation_id)
+        with transaction(self.db):
+            self.db.execute("UPDATE conversations SET title = ? WHERE id = ?", [title.strip(), conversation_id])
+
+    def update_settings(self, conversation_id: int, **changes: Any) -> None:
+        row = self._conversation_row(conversation_id)
+        settings = json.loads(row["settings"] or "{}")
+        settings.update(changes)
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE conversations SET settings = ? WHERE id = ?",
+                [json.dumps(settings, ensure_ascii=False), conversation_id],
+            )
+
+    def delete(self, conversation_id: int, *, permanent: bool = False) -> None:
+        """Move to the bin (``restore`` undoes it, ``purge_deleted`` empties it), or delete now."""
+        self._conversation_row(conversation_id, include_deleted=permanent)
+        with transaction(self.db):
+            if permanent:
+                self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+            else:
+                self.db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", [time.time(), conversation_id])
+
+    def restore(self, conversation_id: int) -> None:
+        self._conversation_row(conversation_id, include_deleted=True)
+        with transaction(self.db):
+            self.db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", [conversation_id])
+
+    def purge_deleted(self, older_than: float = 0.0) -> int:
+        with transaction(self.db):
+            cur = self.db.execute(
+                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
+                [time.time() - older_than],
+            )
+        return cur.rowcount
+
+    # Messages ----------------------------------------------------------------------------
+    def messages(self, conversation_id: int) -> list[Message]:
+        rows = self.db.query(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", [conversation_id]
+        )
+        return [_message(r) for r in rows]
+
+    def get_message(self, message_id: int) -> Message:
+        rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
+        if not rows:
+            raise NotFound(f"message {message_id} does not exist")
+        return _message(rows[0])
+
+    def add_message(self, conversation_id: int, role: str, content: str, *, reasoning: str = "",
+                    status: str = "complete", model: str | None = None,
+                    params: dict[str, Any] | None = None) -> int:
+        self._conversation_row(conversation_id)
+        now = time.time()
+        with transaction(self.db):
+            cur = self.db.execute(
+                "INSERT INTO messages (conversation_id, role, content, reasoning, status, model, params, "
+                "writer_pid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [conversation_id, role, content, reasoning, status, model,
+                 json.dumps(params or {}, ensure_ascii=False),
+                 os.getpid() if status == "streaming" else None, now, now],
+            )
+            self._touch(conversation_id, now, first_user_text=content if role == "user" else None)
+        return cur.lastrowid
+
+    def _touch(self, conversation_id: int, now: float, first_user_text: str | None = None) -> None:
+        self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, conversation_id])
+        if first_user_text:
+            title = " ".join(first_user_text.split())
+            if len(title) > 60:
+                title = title[:57].rstrip() + "..."
+            self.db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND title = ''", [title, conversation_id]
+            )
+
+    def start_reply(self, conversation_id: int, model: str | None, params: dict[str, Any] | None = None) -> int:
+        return self.add_message(conversation_id, "assistant", "", status="streaming", model=model, params=params)
+
+    def save_partial(self, message_id: int, content: str, reasoning: str) -> None:
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE messages SET content = ?, reasoning = ?, updated_at = ? WHERE id = ?",
+                [content, reasoning, time.time(), message_id],
+            )
+
+    def finish_reply(self, message_id: int, content: str, reasoning: str, status: str,
+                     stats: dict[str, Any] | None = None, error: str | None = None) -> None:
+        stats = stats or {}
+        now = time.time()
+        cols = [c for c in STATS_COLUMNS if stats.get(c) is not None]
+        sets = "".join(f", {c} = ?" for c in cols)
+        with transaction(self.db):
+            self.db.execute(
+                f"UPDATE messages SET content = ?, reasoning = ?, status = ?, error = ?, writer_pid = NULL, "
+                f"updated_at = ?{sets} WHERE id = ?",
+                [content, reasoning, status, error, now, *[stats[c] for c in cols], message_id],
+            )
+            row = self.db.execute("SELECT conversation_id FROM messages WHERE id = ?", [message_id]).fetchone()
+            if row:
+                self._touch(row[0], now)
+
+    def edit_message(self, message_id: int, content: str) -> None:
+        self.get_message(message_id)
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE messages SET content = ?, updated_at = ? WHERE id = ?", [content, time.time(), message_id]
+            )
+
+    def delete_from(self, message_id: int) -> int:
+        """Delete a message and every later one in its conversation (regenerate, edit-and-resend)."""
+        msg = self.get_message(message_id)
+        with transaction(self.db):
+            cur = self.db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", [msg.conversation_id, message_id]
+            )
+        return cur.rowcount
+
+    def recover_interrupted(self) -> int:
+        """Replies left 'streaming' by a process that no longer runs become 'interrupted'."""
+        rows = self.db.execute("SELECT id, writer_pid FROM messages WHERE status = 'streaming'").fetchall()
+        dead = [mid for mid, pid in rows if pid is None or not _alive(pid)]
+        if dead:
+            with transaction(self.db):
+                for mid in dead:
+                    self.db.execute(
+                        "UPDATE messages SET status = 'interrupted', writer_pid = NULL WHERE id = ?", [mid]
+                    )
+        return len(dead)
+
+    # Search and export -------------------------------------------------------------------
+    def search(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Messages containing ``text`` (any language), newest first, with a snippet."""
+        text = text.strip()
+        if not text:
+            return []
+        if len(text) >= 3:
+            phrase = '"' + text.replace('"', '""') + '"'
+            sql = (
+                "SELECT m.id, m.conversation_id, m.role, c.title, m.created_at, "
+                "snippet(messages_fts, -1, '[', ']', '…', 12) AS snippet "
+                "FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE messages_fts MATCH ? AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
+            )
+            params: list[Any] = [phrase, limit]
+        else:
+            # Trigrams need three characters; short (often Chinese) queries scan instead.
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            sql = (
+                "SELECT m.id, m.conversation_id, m.role, c.title, m.created_at, "
+                "substr(m.content, max(1, instr(m.content, ?) - 20), 60) AS snippet "
+                "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE (m.content LIKE ? ESCAPE '\\' OR m.reasoning LIKE ? ESCAPE '\\') "
+                "AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
+            )
+            params = [text, like, like, limit]
+        return [dict(r) for r in self.db.query(sql, params)]
+
+    def export_json(self, conversation_id: int) -> str:
+        conv = self.get_conversation(conversation_id)
+        return json.dumps({"format": "r1desk.conversation.v1", **conv.to_dict()}, ensure_ascii=False, indent=2)
+
+    def export_markdown(self, conversation_id: int) -> str:
+        conv = self.get_conversation(conversation_id)
+        lines = [f"# {conv.title or 'Conversation ' + str(conv.id)}", ""]
+        if conv.model:
+            lines += [f"Model: `{conv.model}`", ""]
+        for m in conv.messages:
+            who = {"user": "User", "assistant": "Assistant", "system": "System"}[m.role]
+            lines.append(f"## {who}")
+            lines.append("")
+            if m.reasoning.strip():
+                lines.append("<details><summary>Thinking</summary>")
+                lines.append("")
+                lines.extend("> " + line if line else ">" for line in m.reasoning.strip().splitlines())
+                lines.append("")
+                lines.append("</details>")
+                lines.append("")
+            lines.append(m.content.strip())
+            if m.status != "complete":
+                lines.append("")
+                lines.append(f"*({m.status}{': ' + m.error if m.error else ''})*")
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

@@ -1,0 +1,261 @@
+"""Chatting with a model: history in, streamed events out, every reply saved as it streams.
+
+``ChatService`` is what the GUI, the CLI and the API server call. It builds the prompt from the
+conversation (earlier reasoning left out, R1's prompting rules applied), streams the model
+host's output as events, and writes the reply to SQLite at least every half second, so a
+killed process leaves the partial reply behind, marked interrupted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from r1desk.engine.chat.history import History
+from r1desk.engine.errors import ModelLoadFailed, NotFound, R1deskError
+from r1desk.engine.events import (
+    CancelToken,
+    ChatError,
+    ContentDelta,
+    Loading,
+    Queued,
+    ReasoningDelta,
+    Started,
+    Stats,
+)
+from r1desk.engine.inference.host import LoadOptions, ModelHost, ModelInfo
+
+SAVE_INTERVAL_SECONDS = 0.5
+
+# DeepSeek's recommendation for the R1 distills: temperature 0.5-0.7 (0.6), top_p 0.95,
+# no system prompt (instructions go into the user turn).
+R1_DEFAULTS = {"temperature": 0.6, "top_p": 0.95, "top_k": 40, "min_p": 0.0, "repeat_penalty": 1.0}
+GENERIC_DEFAULTS = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+_GGUF_SAMPLING_KEYS = {"temp": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                       "penalty_repeat": "repeat_penalty"}
+
+
+@dataclass
+class SamplingParams:
+    """How to sample a reply; ``None`` means the model's recommended default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    reasoning_budget: int | None = None  # max thinking tokens; None = unlimited
+
+    def resolved(self, model: ModelInfo) -> dict[str, Any]:
+        base = dict(R1_DEFAULTS if model.is_r1 else GENERIC_DEFAULTS)
+        for key, name in _GGUF_SAMPLING_KEYS.items():
+            if key in model.sampling:
+                base[name] = model.sampling[key]
+        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        out = base | given
+        out.setdefault("max_tokens", None)
+        out.setdefault("seed", None)
+        out.setdefault("reasoning_budget", None)
+        if out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
+            raise R1deskError("temperature must be >= 0 and top_p in (0, 1]")
+        return out
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A .gguf path, or the name of a model in the library."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    from r1desk.engine.models import library
+
+    return Path(library.resolve(str(model)))
+
+
+def build_messages(history: list, *, r1: bool) -> list[dict[str, str]]:
+    """The conversation as the model sees it: finished text only, reasoning left out."""
+    out: list[dict[str, str]] = []
+    for m in history:
+        if m.role == "assistant":
+            if m.status in ("error", "streaming") or not m.content.strip():
+                continue
+            out.append({"role": "assistant", "content": m.content})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    if r1:
+        # R1 works best without a system prompt: its instructions lead the first user turn.
+        system = "\n\n".join(m["content"] for m in out if m["role"] == "system" and m["content"].strip())
+        out = [m for m in out if m["role"] != "system"]
+        if system:
+            for m in out:
+                if m["role"] == "user":
+                    m["content"] = f"{system}\n\n{m['content']}"
+                    break
+    # Templates expect alternating turns: merge consecutive messages of the same role.
+    merged: list[dict[str, str]] = []
+    for m in out:
+        if merged and merged[-1]["role"] == m["role"] and m["role"] != "system":
+            merged[-1] = {"role": m["role"], "content": merged[-1]["content"] + "\n\n" + m["content"]}
+        else:
+            merged.append(dict(m))
+    return merged
+
+
+class Reply:
+    """One reply's event stream with its own ``cancel()``.
+
+    Iterate it from any thread (one at a time); ``cancel()`` and ``close()`` work from any
+    thread at any moment, before the first event included. Cancelling one reply never touches
+    another caller's.
+    """
+
+    def __init__(self, make: Callable[[CancelToken], Iterator[Any]]):
+        self.token = CancelToken()
+        self._events = make(self.token)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> "Reply":
+        return self
+
+    def __next__(self) -> Any:
+        with self._lock:
+            return next(self._events)
+
+    def cancel(self) -> None:
+        """Stop this reply; its stream still ends with a ``Stats`` (``finish_reason="cancelled"``)."""
+        self.token.cancel()
+
+    def close(self) -> None:
+        """Stop reading: cancel, and finish the stream now if no other thread is inside it."""
+        self.token.cancel()
+        if self._lock.acquire(blocking=False):
+            try:
+                self._events.close()
+            finally:
+                self._lock.release()
+
+
+class ChatService:
+    """Conversations with the loaded model, for any number of callers on any threads."""
+
+    def __init__(self, history: History | None = None, host: ModelHost | None = None):
+        self.history = history if history is not None else History()
+        self.host = host if host is not None else ModelHost()
+
+    # Model --------------------------------------------------------------------------------
+    def load_model(self, model: str | Path, options: LoadOptions | None = None) -> ModelInfo:
+        return self.host.load(resolve_model(model), options)
+
+    @property
+    def loaded(self) -> ModelInfo | None:
+        return self.host.info
+
+    def unload(self) -> None:
+        self.host.unload()
+
+    def close(self) -> None:
+        self.host.close()
+
+    # Conversation -------------------------------------------------------------------------
+    # Each of these returns the reply at once; nothing happens until it is read, and its
+    # cancel() from this moment on stops that reply, even before anyone starts reading it.
+    def send(self, conversation_id: int | None, text: str, params: SamplingParams | None = None) -> Reply:
+        """Add the user's message and stream the reply."""
+        return Reply(lambda token: self._send(conversation_id, text, params or SamplingParams(), token))
+
+    def regenerate(self, conversation_id: int, params: SamplingParams | None = None) -> Reply:
+        """Replace the last reply with a new one."""
+        return Reply(lambda token: self._regenerate(conversation_id, params or SamplingParams(), token))
+
+    def edit_and_resend(self, message_id: int, text: str, params: SamplingParams | None = None) -> Reply:
+        """Change an earlier user message, forget everything after it, and answer again."""
+        return Reply(lambda token: self._edit_and_resend(message_id, text, params or SamplingParams(), token))
+
+    def _send(self, conversation_id, text, params, token) -> Iterator[Any]:
+        model = self._require_model()
+        if conversation_id is None:
+            conversation_id = self.history.create_conversation(model=model.name)
+        user_id = self.history.add_message(conversation_id, "user", text)
+        yield from self._reply(conversation_id, user_id, params, token)
+
+    def _regenerate(self, conversation_id, params, token) -> Iterator[Any]:
+        self._require_model()
+        messages = self.history.messages(conversation_id)
+        users = [m for m in messages if m.role == "user"]
+        if not users:
+            raise NotFound(f"conversation {conversation_id} has no message to answer")
+        last_user = users[-1]
+        later = [m for m in messages if m.id > last_user.id]
+        if later:
+            self.history.delete_from(later[0].id)
+        yield from self._reply(conversation_id, last_user.id, params, token)
+
+    def _edit_and_resend(self, message_id, text, params, token) -> Iterator[Any]:
+        self._require_model()
+        msg = self.history.get_message(message_id)
+        if msg.role != "user":
+            raise R1deskError("only your own messages can be edited")
+        self.history.delete_from(message_id)
+        user_id = self.history.add_message(msg.conversation_id, "user", text)
+        yield from self._reply(msg.conversation_id, user_id, params, token)
+
+    def _require_model(self) -> ModelInfo:
+        if self.host.info is None:
+            raise ModelLoadFailed("no model is loaded; choose a model first")
+        return self.host.info
+
+    def _reply(self, conversation_id: int, user_id: int | None, params: SamplingParams,
+               token: CancelToken) -> Iterator[Any]:
+        model = self._require_model()
+        resolved = params.resolved(model)
+        messages = build_messages(self.history.messages(conversation_id), r1=model.is_r1)
+        message_id = self.history.start_reply(conversation_id, model.name, resolved)
+        yield Started(conversation_id, user_id, message_id)
+        content: list[str] = []
+        reasoning: list[str] = []
+        last_save = time.monotonic()
+        status = "interrupted"
+        stats: dict[str, Any] = {}
+        stream = self.host.chat(messages, resolved, cancel=token)
+        try:
+            for event in stream:
+                kind = event[0]
+                if kind == "queued":
+                    yield Queued(event[1])
+                    continue
+                if kind == "loading":
+                    yield Loading(event[1], model.name, event[2])
+                    continue
+                if kind == "c":
+                    content.append(event[1])
+                    yield ContentDelta(event[1])
+                elif kind == "r":
+                    reasoning.append(event[1])
+                    yield ReasoningDelta(event[1])
+                elif kind == "done":
+                    stats = event[1]
+                    break
+                now = time.monotonic()
+                if now - last_save >= SAVE_INTERVAL_SECONDS:
+                    self.history.save_partial(message_id, "".join(content), "".join(reasoning))
+                    last_save = now
+        except R1deskError as exc:
+            status = "error"
+            self.history.finish_reply(message_id, "".join(content), "".join(reasoning), "error", error=str(exc))
+            yield ChatError(str(exc), type(exc).__name__)
+            return
+        finally:
+            stream.close()
+            if status == "interrupted" and not stats:
+                # The consumer stopped reading (window closed, Ctrl+C): keep what arrived.
+                self.history.finish_reply(message_id, "".join(content), "".join(reasoning), "interrupted")
+        finish = stats.get("finish_reason", "stop")
+        status = "cancelled" if finish == "cancelled" else "complete"
+        known = {f.name for f in fields(Stats)}
+        result = Stats(**{k: v for k, v in stats.items() if k in known})
+        self.history.finish_reply(message_id, "".join(content), "".join(reasoning), status, asdict(result))
+        yield result

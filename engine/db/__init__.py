@@ -1,0 +1,1 @@
+"""The one SQLite database: connection factory, migrations, settings."""

@@ -1,0 +1,85 @@
+"""Chat templates from GGUF metadata, rendered in Jinja's immutable sandbox.
+
+A GGUF file is untrusted input: its template runs in ``ImmutableSandboxedEnvironment`` (the fix
+for CVE-2024-34359), cannot reach Python internals, and its output size is bounded. A template
+that does not compile is replaced by ChatML with a warning, so the model stays usable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from r1desk.engine.errors import TemplateError
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+MAX_PROMPT_CHARS = 16 * 1024 * 1024
+
+
+def _raise_exception(message: str) -> None:
+    raise JinjaTemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.datetime.now().strftime(fmt)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
+        extensions=["jinja2.ext.loopcontrols"],
+    )
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+@dataclass
+class ChatTemplate:
+    source: str
+    bos_token: str = ""
+    eos_token: str = ""
+    fallback_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self._template = _environment().from_string(self.source)
+        except JinjaTemplateError as exc:
+            self.fallback_reason = f"the model's chat template does not compile ({exc}); using ChatML"
+            self.source = CHATML
+            self._template = _environment().from_string(CHATML)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    @property
+    def is_reasoning(self) -> bool:
+        """The template knows about <think> blocks (DeepSeek-R1 and its kin)."""
+        return "</think>" in self.source
+
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+               **variables: Any) -> str:
+        try:
+            prompt = self._template.render(
+                messages=messages, bos_token=self.bos_token, eos_token=self.eos_token,
+                add_generation_prompt=add_generation_prompt, **variables,
+            )
+        except SecurityError as exc:
+            raise TemplateError(f"the model's chat template tried something unsafe and was stopped ({exc})") from None
+        except (JinjaTemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError,
+                RecursionError, OverflowError, ZeroDivisionError) as exc:
+            raise TemplateError(f"the model's chat template failed: {type(exc).__name__}: {exc}") from None
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise TemplateError("the model's chat template produced an absurdly long prompt")
+        return prompt

@@ -1,0 +1,1 @@
+"""Models to run: the catalog, downloads from the hub, the local library and what to recommend."""
