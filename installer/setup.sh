@@ -85,6 +85,7 @@ case "$mode" in
     test)
         $pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=strict
         export QT_QPA_PLATFORM=offscreen
+        export R1DESK_LLAMA_WHEEL="$wheel"  # tests/test_package.py installs it into a fresh venv
         .venv/bin/lint-imports
         set +e
         .venv/bin/python -m pytest "$@"

@@ -115,6 +115,9 @@ def test_the_installed_app_starts(venv) -> None:
         assert log is not None, "the app did not start"
         time.sleep(3)
         assert proc.poll() is None, proc.stdout.read()
+        # The window asked llama.cpp about its build (first start) without loading it itself.
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "libllama" not in maps and "libggml" not in maps
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]

@@ -457,42 +457,6 @@ def _nvml_reason(exc: Exception) -> str:
 
 
 # Human words --------------------------------------------------------------------------------
-def describe(hw: Hardware) -> list[str]:
-    """Lines for ``r1desk hw``."""
-    gb = lambda n: f"{n / GiB:.1f} GiB"  # noqa: E731
-    lines = [
-        f"Machine:  {hw.os or 'unknown OS'}" + (f"  (profile: {hw.source})" if hw.source != "detected" else ""),
-        f"CPU:      {hw.cpu.name} — {hw.cpu.physical_cores} cores / {hw.cpu.logical_cores} threads"
-        + (f"; {', '.join(hw.cpu.flags)}" if hw.cpu.flags else ""),
-        f"RAM:      {gb(hw.ram_total)} total" + (f", {gb(hw.ram_available)} available" if hw.ram_available is not None else ""),
-    ]
-    if not hw.gpus:
-        lines.append("GPU:      none found")
-    for g in hw.gpus:
-        usable = g in hw.usable_gpus()
-        extra = []
-        if g.unified:
-            extra.append(f"unified memory, Metal may use {gb(g.working_set or 0)}")
-        else:
-            extra.append(f"{gb(g.total)} VRAM, {gb(g.free)} free")
-        if g.driver:
-            extra.append(f"driver {g.driver}")
-        if g.cuda_version:
-            extra.append(f"CUDA {g.cuda_version}")
-        if g.compute_capability:
-            extra.append(f"compute {g.compute_capability}")
-        state = "usable" if usable else "NOT usable by this build"
-        lines.append(f"GPU {g.index}:    {g.name} ({'; '.join(extra)}) — {state}")
-    b = hw.build
-    lines.append(f"llama.cpp: backends {', '.join(b.backends) or 'none'}; GPU offload "
-                 f"{'yes' if b.gpu_offload else 'no'}" + (f"; llama-cpp-python {b.version}" if b.version else ""))
-    if b.system_info:
-        lines.append(f"           {b.system_info}")
-    for note in hw.notes:
-        lines.append(f"Note:     {note}")
-    return lines
-
-
 if __name__ == "__main__":  # the child that probe_build() asks: print the build as JSON
     if sys.argv[1:] == ["--build"]:
         print(json.dumps(asdict(_probe_build_here())))

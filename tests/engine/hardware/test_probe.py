@@ -155,7 +155,9 @@ def test_a_cuda_gpu_this_cpu_only_build_cannot_use_is_shown_with_the_fix(monkeyp
     assert machine.usable_gpus() == []
     note = next(n for n in machine.notes if "CUDA GPU found" in n)
     assert "this llama.cpp build is CPU-only" in note and "-DGGML_CUDA=on" in note
-    lines = "\n".join(hw.describe(machine))
+    from r1desk.cli.hardware import describe
+
+    lines = "\n".join(describe(machine))
     assert "NOT usable by this build" in lines and "RTX 4060" in lines
     # What the model host asks for "auto": nothing on the GPU with this build.
     from r1desk.engine.hardware import fit
