@@ -97,14 +97,38 @@ _ERRORS: dict[str, type[R1deskError]] = {
 }
 
 
-def _death_reason(code: int | None) -> str:
+def oom_kills(vmstat: str = "/proc/vmstat") -> int | None:
+    """How many processes the kernel's out-of-memory killer has ended since boot (Linux), or None."""
+    try:
+        with open(vmstat, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def death_reason(code: int | None, *, oom_before: int | None = None, oom_after: int | None = None,
+                 available: float | None = None) -> str:
+    """How the model process ended, saying "out of memory" only on evidence.
+
+    Evidence: the kernel's OOM-kill counter went up while the process ran, or (without that
+    counter) less than 5% of RAM was available when it was found dead.
+    """
     if code is None:
         return "stopped answering"
     if code < 0:
         sig = -code
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         if sig == signal.SIGKILL:
-            return f"was killed ({name}; the system may have run out of memory)"
+            if oom_before is not None and oom_after is not None:
+                oom = oom_after > oom_before
+            else:
+                oom = available is not None and available < 0.05
+            if oom:
+                return f"was killed by the system because memory ran out ({name})"
+            return f"was killed ({name}) by another program or the user"
         if sig == signal.SIGABRT:
             return f"aborted inside llama.cpp ({name})"
         if sig == signal.SIGSEGV:
@@ -176,6 +200,12 @@ class _Process:
             os.close(life_read)
         self.conn = Connection(parent.detach())
         self.pid = self.popen.pid
+        self.oom_kills_at_start = oom_kills()
+
+    def death_reason(self) -> str:
+        vm = psutil.virtual_memory()
+        return death_reason(self.exitcode, oom_before=self.oom_kills_at_start, oom_after=oom_kills(),
+                            available=vm.available / vm.total)
 
     def is_alive(self) -> bool:
         return self.popen.poll() is None
@@ -461,7 +491,7 @@ class _Core:
                 pass
             if not proc.is_alive():
                 proc.join(1)
-                reason = _death_reason(proc.exitcode)
+                reason = proc.death_reason()
                 self.kill()
                 self.reload_reason = ("crashed", reason)
                 crash = HostCrashed(f"the model process {reason}; it will be restarted on the next message")
@@ -508,7 +538,7 @@ class _Core:
         if self.reload_reason is not None:
             reason, detail = self.reload_reason
         else:  # ended while idle (killed from outside, say)
-            reason, detail = "crashed", _death_reason(self.proc.exitcode if self.proc else None)
+            reason, detail = "crashed", (self.proc.death_reason() if self.proc else "stopped answering")
         if job is not None:
             job.put(("loading", reason, detail))
         path, options = self.load_args
