@@ -31,21 +31,23 @@ def _gpu_layers(value: str) -> int | str:
 
 @cli.command()
 @click.argument("model")
-@click.option("-p", "--prompt", help="Send one message and exit (otherwise an interactive loop).")
+@click.option("-p", "--prompt", help="Send one message and exit (otherwise an interactive loop); '-' reads it "
+              "from standard input.")
 @click.option("--conversation", "conversation_id", type=int, help="Continue this conversation.")
 @click.option("--system", help="System prompt (for R1 models it leads the first user turn).")
-@click.option("--ctx", type=int, help="Context length in tokens (default: from the model, at most 8192).")
+@click.option("--ctx", type=click.IntRange(min=256), help="Context length in tokens (default: from the model, at most 8192).")
 @click.option("--gpu-layers", default="auto", show_default=True, help="Layers to offload to the GPU, or 'auto'.")
-@click.option("--threads", type=int, help="CPU threads (default: physical cores).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: physical cores).")
 @click.option("--flash-attn", is_flag=True, help="Use flash attention (needed for a quantised KV cache).")
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
               help="KV cache type.")
 @click.option("--no-mmap", is_flag=True, help="Read the whole model into memory instead of mapping it.")
-@click.option("--max-tokens", type=int, help="Most tokens to generate for a reply.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate for a reply.")
 @click.option("--temperature", type=float)
 @click.option("--top-p", type=float)
 @click.option("--seed", type=int)
-@click.option("--reasoning-budget", type=int, help="Most thinking tokens before the model must answer.")
+@click.option("--reasoning-budget", type=click.IntRange(min=0),
+              help="Most thinking tokens before the model must answer (0: answer without thinking).")
 @click.option("--hide-reasoning", is_flag=True, help="Do not print the model's reasoning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reply.")
 def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
@@ -53,6 +55,10 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
     """Chat with MODEL (a .gguf file or a library name)."""
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             reasoning_budget=reasoning_budget)
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if prompt is not None and not prompt.strip():
+        raise click.UsageError("the message is empty")
     service = ChatService()
     try:
         options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers),
@@ -65,6 +71,8 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
         finally:
             if show:
                 click.echo("\r\033[K", err=True, nl=False)
+        for warning in info.warnings:
+            click.echo(click.style(f"Note: {warning}", dim=True), err=True)
         if conversation_id is not None:
             service.history.get_conversation(conversation_id)
         if system:
@@ -72,24 +80,68 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
                 conversation_id = service.history.create_conversation(model=info.name)
             service.history.add_message(conversation_id, "system", system)
         if prompt is not None:
-            _reply(service, conversation_id, prompt, params, as_json, hide_reasoning)
+            _reply(service, conversation_id, prompt, params, as_json, hide_reasoning, one_shot=True)
             return
         if not as_json:
-            click.echo(click.style(f"{info.name} (context {info.n_ctx:,} tokens). "
-                                   "Empty line or Ctrl+D to quit.", dim=True), err=True)
+            click.echo(click.style(f"{info.name} (context {info.n_ctx:,} tokens). Type /exit or press Ctrl+D "
+                                   'to quit; start and end a message with """ to write several lines.',
+                                   dim=True), err=True)
+            if conversation_id is not None:
+                _show_earlier(service, conversation_id)
         while True:
-            try:
-                text = input(">>> " if sys.stdin.isatty() else "")
-            except EOFError:
+            text = _read_message()
+            if text is None:
                 break
             if not text.strip():
-                break
+                continue
             conversation_id = _reply(service, conversation_id, text, params, as_json, hide_reasoning)
     finally:
         service.close()
 
 
-def _reply(service: ChatService, conversation_id, text, params, as_json, hide_reasoning):
+EARLIER_TURNS = 6  # shown when a conversation is resumed
+MULTILINE = '"""'  # a message between two of these may span several lines
+
+
+def _show_earlier(service: ChatService, conversation_id: int) -> None:
+    messages = [m for m in service.history.messages(conversation_id) if m.role in ("user", "assistant")]
+    if len(messages) > EARLIER_TURNS:
+        click.echo(click.style(f"… {len(messages) - EARLIER_TURNS} earlier message(s)", dim=True), err=True)
+    for m in messages[-EARLIER_TURNS:]:
+        if m.role == "user":
+            click.echo(click.style(">>> ", bold=True) + m.content)
+        else:
+            click.echo(m.content + "\n")
+
+
+def _read_message() -> str | None:
+    """One message from the terminal: a line, or the lines between two \"\"\" marks; None to quit."""
+    prompt = ">>> " if sys.stdin.isatty() else ""
+    try:
+        line = input(prompt)
+    except EOFError:
+        return None
+    if line.strip() in ("/exit", "/quit", "/bye"):
+        return None
+    if not line.lstrip().startswith(MULTILINE):
+        return line
+    body = line.lstrip()[len(MULTILINE):]
+    if body.rstrip().endswith(MULTILINE):
+        return body.rstrip()[: -len(MULTILINE)]
+    lines = [body] if body else []
+    while True:
+        try:
+            more = input("... " if prompt else "")
+        except EOFError:
+            break
+        if more.rstrip().endswith(MULTILINE):
+            lines.append(more.rstrip()[: -len(MULTILINE)])
+            break
+        lines.append(more)
+    return "\n".join(lines)
+
+
+def _reply(service: ChatService, conversation_id, text, params, as_json, hide_reasoning, *, one_shot=False):
     reasoning: list[str] = []
     answer: list[str] = []
     stats: Stats | None = None
@@ -128,6 +180,9 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
         for event in events:  # let the reply finish as cancelled, saved
             if isinstance(event, Stats):
                 stats = event
+        interrupted = one_shot  # in the interactive loop the user stays, and may ask again
+    else:
+        interrupted = False
     if as_json:
         click.echo(json.dumps({
             "conversation_id": conversation_id,
@@ -146,4 +201,6 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
             click.echo(click.style(line, dim=True), err=True)
             for note in stats.notes:
                 click.echo(click.style(f"Note: {note}", dim=True), err=True)
+    if interrupted:
+        raise KeyboardInterrupt  # the command line says "Interrupted." and exits 130
     return conversation_id

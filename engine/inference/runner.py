@@ -35,6 +35,7 @@ class Runner:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._abort_cb = None
+        self._quiet_log = None  # kept referenced: llama.cpp calls it for every log line
         # The last prompt + reply as text and as the tokens the model really saw; see _tokenize_prompt.
         self._last_text = ""
         self._last_tokens: list[int] = []
@@ -47,6 +48,11 @@ class Runner:
         # r1desk renders chat templates itself (sandboxed, with a fallback); keep the bindings
         # from compiling them during load, where a broken template would refuse the model.
         llama_module.llama_chat_format.Jinja2ChatFormatter = _UnusedFormatter
+        # llama.cpp's own log lines would reach the user's terminal raw; r1desk says what matters
+        # in its own words (the warnings below), and --verbose-style debugging can turn them on.
+        if not opts.get("verbose") and self._quiet_log is None:
+            self._quiet_log = llama_cpp.llama_log_callback(lambda _level, _text, _data: None)
+            llama_cpp.llama_log_set(self._quiet_log, ctypes.c_void_p(0))
 
         kv_types = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
         kv = kv_types.get(str(opts.get("kv_type") or "f16").lower())
@@ -87,6 +93,10 @@ class Runner:
         eos = llm._model.token_get_text(eos_id) if eos_id >= 0 else ""
         source = llm.metadata.get("tokenizer.chat_template")
         warnings: list[str] = list(plan_notes)
+        n_ctx_train = llm._model.n_ctx_train()
+        if n_ctx_train and self.n_ctx > n_ctx_train:
+            warnings.append(f"the context ({self.n_ctx:,} tokens) is longer than the {n_ctx_train:,} tokens this "
+                            "model was trained for; replies may lose track beyond that")
         if not source:
             warnings.append("the model has no chat template; using ChatML")
         self.template = ChatTemplate(source or CHATML, bos_token=bos, eos_token=eos)
@@ -96,7 +106,7 @@ class Runner:
         self.info = {
             "path": path,
             "n_ctx": self.n_ctx,
-            "n_ctx_train": llm._model.n_ctx_train(),
+            "n_ctx_train": n_ctx_train,
             "n_vocab": llm.n_vocab(),
             "architecture": md.get("general.architecture", "unknown"),
             "name": md.get("general.name") or os.path.basename(path),

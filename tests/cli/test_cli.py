@@ -156,3 +156,72 @@ def test_chat_says_when_it_reloads_the_model_and_why(tiny_r1: Path) -> None:
         proc.kill()
     assert second["answer"] == tiny_r1_expected()[1]
     assert "Reloading" in err and "the model process stopped" in err and "SIGKILL" in err, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ctx", "0"], "Invalid value for '--ctx'"),
+    (["--ctx", "-5"], "Invalid value for '--ctx'"),
+    (["--max-tokens", "0"], "Invalid value for '--max-tokens'"),
+    (["--threads", "0"], "Invalid value for '--threads'"),
+    (["-p", ""], "the message is empty"),
+    (["-p", "   "], "the message is empty"),
+])
+def test_input_is_checked_at_the_door(tiny_r1: Path, r1desk_home: Path, args, message) -> None:
+    out = r1desk("chat", str(tiny_r1), *(args if "-p" in args else [*args, "-p", "hi"]), check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (r1desk_home / "r1desk.db").exists() or json.loads(r1desk("history", "list", "--json").stdout) == []
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    out = r1desk("chat", str(tmp_path), "-p", "hi", check=False)
+    assert out.returncode == 1 and out.stderr.strip() == f"Error: {tmp_path}: is a folder, not a GGUF file"
+
+
+def test_a_prompt_from_standard_input(tiny_r1: Path) -> None:
+    out = json.loads(r1desk("chat", str(tiny_r1), "-p", "-", "--ctx", "512", "--json", input="a long\nmultiline prompt\n").stdout)
+    shown = json.loads(r1desk("history", "show", str(out["conversation_id"]), "--json").stdout)
+    assert shown["messages"][0]["content"] == "a long\nmultiline prompt\n"
+
+
+def test_a_context_beyond_training_is_r1desks_own_note(smollm2: Path) -> None:
+    out = r1desk("chat", str(smollm2), "-p", "hi", "--ctx", "16384", "--max-tokens", "3")
+    assert "Note: the context (16,384 tokens) is longer than the 8,192 tokens this model was trained for" in out.stderr
+    assert "llama_context" not in out.stderr and "n_ctx_train" not in out.stderr
+
+
+def test_ctrl_c_during_a_one_shot_reply_exits_130_and_keeps_it(smollm2: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r1desk.cli", "chat", str(smollm2), "-p", "Write a very long story about a dragon.",
+         "--temperature", "0", "--max-tokens", "1500", "--ctx", "2048"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout.read(40)  # the reply is streaming
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Interrupted." in err, err
+    msgs = json.loads(r1desk("history", "show", "1", "--json").stdout)["messages"]
+    assert msgs[-1]["status"] == "cancelled" and msgs[-1]["content"]
+
+
+def test_the_interactive_loop_quits_on_exit_and_takes_several_lines(tiny_r1: Path) -> None:
+    script = 'first\n\n"""line one\nline two"""\n/exit\nnever sent\n'
+    out = subprocess.run([sys.executable, "-m", "r1desk.cli", "chat", str(tiny_r1), "--ctx", "512", "--json"],
+                         input=script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    replies = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(replies) == 2  # an empty line is skipped, /exit ends the session
+    shown = json.loads(r1desk("history", "show", str(replies[0]["conversation_id"]), "--json").stdout)
+    users = [m["content"] for m in shown["messages"] if m["role"] == "user"]
+    assert users == ["first", "line one\nline two"]
+
+
+def test_resuming_a_conversation_shows_its_last_turns(tiny_r1: Path) -> None:
+    first = json.loads(r1desk("chat", str(tiny_r1), "-p", "the first question", "--ctx", "512", "--json").stdout)
+    out = subprocess.run([sys.executable, "-m", "r1desk.cli", "chat", str(tiny_r1), "--ctx", "512",
+                          "--conversation", str(first["conversation_id"])],
+                         input="/exit\n", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert ">>> the first question" in out.stdout and first["answer"].strip()[:20] in out.stdout
