@@ -12,7 +12,8 @@ from r1desk.app.i18n import translate
 def headline(kind: str) -> str | None:
     """A translated sentence for an engine error class name, or None for an unknown kind."""
     texts = {
-        "CorruptModel": translate("Errors", "The model file is damaged or incomplete; download it again."),
+        "CorruptModel": translate("Errors", "The model file is damaged or incomplete."),
+        "NotAModel": translate("Errors", "This file is not a GGUF model."),
         "ModelNotFound": translate("Errors", "The model file was not found."),
         "ModelLoadFailed": translate("Errors", "The model could not be loaded."),
         "HostCrashed": translate("Errors", "The model stopped unexpectedly; it starts again with the next message."),
@@ -29,9 +30,14 @@ def headline(kind: str) -> str | None:
     return texts.get(kind)
 
 
-def describe(kind: str, detail: str) -> str:
-    """The headline (when the kind is known) followed by the engine's own detail."""
+def describe(kind: str, detail: str, *, downloaded: bool = False) -> str:
+    """The headline (when the kind is known) followed by the engine's own detail.
+
+    ``downloaded``: the damaged file is one r1desk downloaded, so downloading it again helps.
+    """
     head = headline(kind)
+    if head and downloaded:
+        head += " " + translate("Errors", "Download it again from the model picker.")
     return f"{head} {detail}" if head else detail
 
 
@@ -41,6 +47,6 @@ def user_message(exc: BaseException) -> str:
 
     if isinstance(exc, R1deskError):
         hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-        return describe(type(exc).__name__, f"{exc}{hint}")
+        return describe(type(exc).__name__, f"{exc}{hint}", downloaded=getattr(exc, "downloaded", False))
     return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
         kind=type(exc).__name__, error=str(exc)[:200])

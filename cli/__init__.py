@@ -22,6 +22,8 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             hint = f" ({exc.hint})" if exc.hint else ""
+            if getattr(exc, "downloaded", False):
+                hint += " (r1desk downloaded it: delete it with 'r1desk models rm NAME --delete-files' and pull it again)"
             click.echo(f"Error: {exc}{hint}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:

@@ -23,7 +23,13 @@ class ModelNotFound(R1deskError):
 
 
 class CorruptModel(R1deskError):
-    """The file is not a usable GGUF model (bad magic, truncated, absurd sizes...)."""
+    """The GGUF file is damaged (truncated, absurd sizes...). ``downloaded``: r1desk fetched it."""
+
+    downloaded: bool = False
+
+
+class NotAModel(CorruptModel):
+    """The file never was a GGUF model: text, a folder, another format, an adapter."""
 
 
 class ModelLoadFailed(R1deskError):

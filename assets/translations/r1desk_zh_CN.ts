@@ -86,8 +86,12 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>r1desk 内部出错（{kind}：{error}）。详情见日志。</translation>
     </message>
     <message>
-        <source>The model file is damaged or incomplete; download it again.</source>
-        <translation>模型文件已损坏或不完整，请重新下载。</translation>
+        <source>The model file is damaged or incomplete.</source>
+        <translation>模型文件已损坏或不完整。</translation>
+    </message>
+    <message>
+        <source>This file is not a GGUF model.</source>
+        <translation>这个文件不是 GGUF 模型。</translation>
     </message>
     <message>
         <source>The model file was not found.</source>
@@ -136,6 +140,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>The model could not be converted.</source>
         <translation>无法转换该模型。</translation>
+    </message>
+    <message>
+        <source>Download it again from the model picker.</source>
+        <translation>请在模型选择器中重新下载。</translation>
     </message>
 </context>
 <context>

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from r1desk.engine.errors import CorruptModel, ModelNotFound
+from r1desk.engine.errors import CorruptModel, ModelNotFound, NotAModel
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -289,7 +289,7 @@ def read_header(
         if not path.exists():
             raise ModelNotFound(f"{path}: no such file")
         if path.is_dir():
-            raise CorruptModel(f"{path}: is a folder, not a GGUF file")
+            raise NotAModel(f"{path}: is a folder, not a GGUF file")
         with open(path, "rb") as fh:
             return read_header(
                 fh, size=path.stat().st_size, label=label or str(path), keep_arrays=keep_arrays,
@@ -301,10 +301,11 @@ def read_header(
     label = label or getattr(fh, "name", "<stream>")
     s = _Stream(fh, size, label)
     if size < 24:
-        raise CorruptModel(f"{label}: not a GGUF file ({size} bytes, too short for a header)")
+        raise NotAModel(f"{label}: not a GGUF model file ({size} bytes, too short to be one)")
     magic = s.read(4, "magic")
     if magic != GGUF_MAGIC:
-        raise CorruptModel(f"{label}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+        fh.seek(0)
+        raise NotAModel(f"{label}: not a GGUF model file ({_what_it_is(fh.read(512))})")
     version = s.u32("version")
     if version not in SUPPORTED_VERSIONS:
         if struct.unpack(">I", struct.pack("<I", version))[0] in SUPPORTED_VERSIONS:
@@ -380,7 +381,7 @@ def read_header(
             pct = 100.0 * size / max(info.expected_file_size, 1)
             raise CorruptModel(
                 f"{label}: truncated GGUF (file has {size:,} bytes of {info.expected_file_size:,}; "
-                f"{missing:,} bytes missing, {pct:.1f}% present). Download it again."
+                f"{missing:,} bytes missing, {pct:.1f}% present)"
             )
         warnings.append("tensor data lies past the end of the file (header only)")
     return info
@@ -389,13 +390,32 @@ def read_header(
 _BYTE_TOKEN = re.compile(r"<0x(.*)>\Z")
 
 
+def _what_it_is(head: bytes) -> str:
+    """A few words on what a file that is not GGUF looks like, from its first bytes."""
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a ZIP archive, as PyTorch checkpoints are; convert the model to GGUF first"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "it is a safetensors file; convert the model to GGUF first"
+    if head.startswith((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")):
+        return "it is a Python pickle; r1desk never loads those"
+    if head.startswith(b"<") and b"html" in head[:200].lower():
+        return "it is a web page, perhaps an error page saved instead of the download"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = head[: exc.start].decode("utf-8") if exc.start > len(head) - 4 else None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "it is a text file"
+    return "it does not start with the GGUF signature"
+
+
 def check_model(path: str | os.PathLike) -> GGUFInfo:
     """Everything checkable before handing a file to llama.cpp; raises CorruptModel with one line."""
     path = Path(path)
     info = read_header(path, keep=("tokenizer.ggml.tokens",))
     label = str(path)
     if info.metadata.get("general.type") == "adapter":
-        raise CorruptModel(f"{label}: is a LoRA adapter, not a model (load it on top of a model)")
+        raise NotAModel(f"{label}: is a LoRA adapter, not a model (load it on top of a model)")
     if "general.architecture" not in info.metadata:
         raise CorruptModel(f"{label}: GGUF has no general.architecture; not a model file")
     if not info.tensors:

@@ -20,6 +20,7 @@ from r1desk.engine.errors import ContextOverflow, ModelLoadFailed, R1deskError
 from r1desk.engine.inference.reasoning import ThinkSplitter
 from r1desk.engine.inference.templates import CHATML, ChatTemplate
 
+OPEN_THINKING = "<think>\n"
 CLOSE_THINKING = "\n</think>\n\n"
 SLOW_TOKEN_SECONDS = 0.05  # above this per token, keep the abort check on during decoding too
 
@@ -210,6 +211,11 @@ class Runner:
         variables = dict(req.get("template_vars") or {})
         prompt, tokens, dropped = self._fit(req["messages"], reserve, variables)
         opened = prompt.rstrip().endswith("<think>")
+        if p.get("open_thinking") and not opened and budget != 0:
+            # DeepSeek's advice for R1: start the reply with "<think>\n", or it may skip thinking.
+            prompt += OPEN_THINKING
+            tokens = tokens + self._tokenize(OPEN_THINKING)
+            opened = True
         splitter = ThinkSplitter(in_reasoning=opened, detect_open=self.template.is_reasoning or opened)
         cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens) if llm.n_tokens else 0
         send(("rendered", len(tokens), dropped, cached))

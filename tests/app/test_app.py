@@ -120,3 +120,30 @@ def test_engine_errors_get_a_chinese_headline(make_window, qtbot, tmp_path):
         assert "cut.gguf" in message  # the engine's precise detail follows
     finally:
         i18n.install("en")
+
+
+def test_a_renamed_text_file_is_not_called_a_damaged_download(make_window, qtbot, tmp_path):
+    notes = tmp_path / "notes.gguf"
+    notes.write_text("# Notes\nThis is a README that was renamed by mistake.\n" * 5)
+    window = make_window()
+    with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
+        window.load_model(str(notes))
+    text = window.notice.label.text()
+    assert "This file is not a GGUF model." in text and "it is a text file" in text
+    assert "download" not in text.lower() and "b'" not in text
+
+
+@pytest.mark.slow
+def test_a_damaged_download_is_advised_to_be_downloaded_again(make_window, qtbot, tmp_path, smollm2):
+    from r1desk.engine.models.library import Library
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(smollm2.read_bytes())
+    window = make_window()
+    Library(window.history.db).register(cut, origin="hub", source_repo="someone/some-GGUF", source_file="cut.gguf")
+    with open(cut, "r+b") as fh:  # damaged after the download
+        fh.truncate(2_000_000)
+    with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
+        window.load_model(str(cut))
+    text = window.notice.label.text()
+    assert "damaged or incomplete" in text and "Download it again" in text

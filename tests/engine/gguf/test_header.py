@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from r1desk.engine.errors import CorruptModel, ModelNotFound
+from r1desk.engine.errors import CorruptModel, NotAModel, ModelNotFound
 from r1desk.engine.gguf.header import check_model, read_header
 
 pytestmark = pytest.mark.timeout(60)  # a hang is a failure
@@ -70,15 +70,32 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_folder_is_not_a_model(tmp_path: Path) -> None:
-    with pytest.raises(CorruptModel, match="folder"):
+    with pytest.raises(NotAModel, match="folder"):
         check_model(tmp_path)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"# Notes\nThis is a README, renamed to .gguf by mistake.\n" * 3, "it is a text file"),
+    ("# 说明\n这是一个文本文件。\n".encode() * 20, "it is a text file"),
+    (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>" + b" " * 40, "a web page"),
+    (struct.pack("<Q", 120) + b'{"__metadata__": {}}' + b" " * 100, "safetensors"),
+    (b"\x80\x04\x95" + b"\0" * 60, "pickle"),
+    (bytes(range(256)), "does not start with the GGUF signature"),
+])
+def test_a_file_that_is_not_gguf_says_what_it_is_in_words(tmp_path: Path, data: bytes, words: str) -> None:
+    p = _write(tmp_path, data)
+    with pytest.raises(NotAModel) as info:
+        check_model(p)
+    message = str(info.value)
+    assert "not a GGUF model file" in message and words in message
+    assert "b'" not in message and "\\x" not in message  # no Python bytes repr
 
 
 @pytest.mark.parametrize(
     "data, fragment",
     [
         (b"", "too short"),
-        (b"PK\x03\x04" + b"\0" * 100, "not a GGUF file"),
+        (b"PK\x03\x04" + b"\0" * 100, "not a GGUF model file \\(it is a ZIP archive"),
         (_header(0, 0, version=1) + b"\0" * 16, "unsupported GGUF version 1"),
         (_header(0, 0, version=0x03000000) + b"\0" * 16, "big-endian"),
         (_header(0, 2**64 - 1) + b"\0" * 16, "metadata entries"),

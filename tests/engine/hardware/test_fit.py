@@ -356,7 +356,7 @@ def test_remote_header_failures_are_user_errors(sparse_7b, tmp_path):
     not_gguf = tmp_path / "x.bin"
     not_gguf.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     with RangeServer({"x.bin": not_gguf}) as server:
-        with pytest.raises(CorruptModel, match="not a GGUF file"):
+        with pytest.raises(CorruptModel, match="not a GGUF model file"):
             read_remote_header(server.url("x.bin"))
     with pytest.raises(Offline):
         read_remote_header("http://127.0.0.1:9/m.gguf")
