@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from r1desk.engine import paths
 from r1desk.engine.errors import Cancelled, ConversionError, DiskFull, ModelNotFound
 from r1desk.engine.events import Progress
+from r1desk.engine.gguf import quants
 
 # Types llama.cpp will not make without an importance matrix (it aborts otherwise).
 NEEDS_IMATRIX = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"}
@@ -103,10 +104,10 @@ def _expected_size(info: Any, target: str) -> int:
 
 
 def default_output(src: Path, target: str) -> Path:
-    from r1desk.engine.models.library import QUANT_RE, default_name
+    from r1desk.engine.models.library import default_name
 
     stem = default_name(src)
-    stem = QUANT_RE.sub("", stem).rstrip("-._ ") or stem
+    stem = quants.without_quant(stem).rstrip("-._ ") or stem
     return paths.models_dir() / f"{stem}-{target}.gguf"
 
 
@@ -202,10 +203,8 @@ class Quantize:
         info = inspection.info
         weights = [t for t in info.tensors if len(t.shape) >= 2]
         quantised = sorted({t.type_name for t in weights if t.type_name not in UNQUANTISED})
-        from r1desk.engine.models.library import quant_name
-
-        current = quant_name(info.file_type) or (quantised[0] if quantised else "F16")
-        if current == self.target:
+        current = quants.from_file_type(info.file_type) or (quantised[0] if quantised else "F16")
+        if current == self.target or info.file_type == types[self.target]:
             raise ConversionError(f"{src.name} is already {self.target}")
         if quantised and not self.allow_requantize:
             raise ConversionError(

@@ -1,4 +1,7 @@
-"""Quantisation types in one place: their quality order, their size, and the rule of thumb.
+"""Quantisation types in one place: their names, their quality order, their size, and the rule of thumb.
+
+Names are read here and nowhere else: from a file name, from a header's ``general.file_type``,
+and from what a user asks for (``from_filename``, ``from_file_type``, ``matches``).
 
 The rule of thumb r1desk follows when it picks a file for a machine:
 
@@ -101,11 +104,24 @@ ORDER: list[str] = list(QUANTS)  # best first
 FLOOR = "Q4_K_M"  # the usual floor for quality
 NEVER_RECOMMENDED = frozenset({"F32", "BF16", "F16"})
 
-_BY_FILE_TYPE = {q.file_type: q.name for q in QUANTS.values() if q.file_type is not None}
-_NAME_RE = re.compile(
-    r"(?<![A-Za-z0-9])(I?Q\d_[A-Z0-9]+(?:_[A-Z]{1,2})?|Q\d_\d|BF16|F16|F32|FP16)(?![A-Za-z0-9])",
-    re.IGNORECASE,
+# Names ------------------------------------------------------------------------------------
+# A file's quant is what its own name says (the folder it sits in is not read: a local folder
+# called "Q4_0 tests" says nothing about the files in it). Uploaders write llama.cpp's type
+# names in any case, "fp16" for F16, Unsloth puts "UD-" (its dynamic mixes) in front, and
+# bartowski/Unsloth add "_L"/"_XL" variants; the name is kept as written, so a variant not in
+# QUANTS (Q4_K_XL, Q4_0_4_4, TQ1_0, MXFP4) is named, just not ranked or recommended.
+_TOKEN = (
+    r"(?P<ud>UD[-_])?"
+    r"(?P<quant>I?Q\d_[A-Z0-9]{1,3}(?:_[A-Z0-9]{1,3})*|TQ\d_\d|MXFP4(?:_MOE)?|NVFP4|BF16|FP16|F16|FP32|F32)"
 )
+_IN_NAME_RE = re.compile(rf"(?<![A-Za-z0-9]){_TOKEN}(?![A-Za-z0-9])", re.IGNORECASE)
+_WANTED_RE = re.compile(_TOKEN, re.IGNORECASE)
+_SPELLINGS = {"FP16": "F16", "FP32": "F32", "MXFP4_MOE": "MXFP4"}
+
+# llama.h LLAMA_FTYPE_* beyond the ranked ones (33-35 were ARM repacks llama.cpp no longer loads).
+_BY_FILE_TYPE = {q.file_type: q.name for q in QUANTS.values() if q.file_type is not None} | {
+    33: "Q4_0_4_4", 34: "Q4_0_4_8", 35: "Q4_0_8_8", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4", 39: "NVFP4", 40: "Q1_0",
+}
 
 
 def get(name: str) -> Quant:
@@ -123,27 +139,75 @@ def rank(name: str) -> int:
         return len(ORDER)
 
 
+def _normal(quant: str) -> str:
+    quant = quant.upper()
+    return _SPELLINGS.get(quant, quant)
+
+
 def from_file_type(file_type: int | None) -> str | None:
-    """``general.file_type`` -> "Q4_K_M" (None when absent or unknown)."""
-    return _BY_FILE_TYPE.get(file_type) if file_type is not None else None
+    """``general.file_type`` -> "Q4_K_M", named as files are (38 -> "MXFP4"); None when absent or unknown."""
+    if file_type is None:
+        return None
+    try:
+        file_type = int(file_type)
+    except (TypeError, ValueError):
+        return None
+    name = _BY_FILE_TYPE.get(file_type)
+    if name is None:  # a type newer than this table: the gguf package may know its name
+        try:
+            import gguf
+
+            name = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        except (ImportError, ValueError):
+            return None
+        name = None if name == "GUESSED" else _normal(name)
+    return name
+
+
+def _last_in_name(filename: str) -> re.Match[str] | None:
+    leaf = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    found = None
+    for found in _IN_NAME_RE.finditer(leaf):
+        pass
+    return found
 
 
 def from_filename(filename: str) -> str | None:
-    """The quant a hub file name declares ("...-Q4_K_M.gguf" -> "Q4_K_M"), or None."""
-    stem = filename.rsplit("/", 1)[-1]
-    stem = re.sub(r"-\d{5}-of-\d{5}", "", stem)
-    found = None
-    for m in _NAME_RE.finditer(stem):
-        found = m.group(1).upper()
-    if found == "FP16":
-        found = "F16"
-    if found is not None and found not in QUANTS:
-        # "Q4_K_M" followed by an unknown suffix: keep the longest known prefix.
-        parts = found.split("_")
-        while parts and "_".join(parts) not in QUANTS:
-            parts.pop()
-        found = "_".join(parts) or None
-    return found
+    """The quant a file's name declares ("m-UD-Q4_K_XL.gguf" -> "Q4_K_XL", "m-fp16-00001-of-00002.gguf" -> "F16").
+
+    The last quant-looking word of the file name (not its folders) wins; None when it has none.
+    """
+    m = _last_in_name(filename)
+    return _normal(m["quant"]) if m else None
+
+
+def matches(wanted: str, filename: str, *, exact: bool = False) -> bool:
+    """Whether ``filename`` is of the quant a user asked for ("q4_k_m", "FP16", "UD-Q4_K_XL", "mxfp4").
+
+    Asking for "UD-Q4_K_XL" takes Unsloth's dynamic file only; asking for "Q4_K_XL" takes either,
+    unless ``exact`` (then the "UD-" must be as asked too: to choose between the two).
+    """
+    want = _WANTED_RE.fullmatch(wanted.strip())
+    got = _last_in_name(filename)
+    if want is None or got is None or _normal(want["quant"]) != _normal(got["quant"]):
+        return False
+    if want["ud"]:
+        return bool(got["ud"])
+    return not (exact and got["ud"])
+
+
+def without_quant(name: str) -> str:
+    """``name`` with the quant it declares (and a separator next to it) taken out: "m-UD-Q4_K_XL" -> "m"."""
+    leaf_at = max(name.rfind("/"), name.rfind("\\")) + 1
+    m = _last_in_name(name)
+    if m is None:
+        return name
+    start, end = leaf_at + m.start(), leaf_at + m.end()
+    if start > leaf_at and name[start - 1] in "-._ ":
+        start -= 1
+    elif end < len(name) and name[end] in "-._ ":
+        end += 1
+    return name[:start] + name[end:]
 
 
 def allowed_for(name: str, n_params: float, *, cpu_only: bool = False) -> bool:

@@ -15,19 +15,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from r1desk.engine import paths
-from r1desk.engine.gguf import quants
+from r1desk.engine.gguf import quants, splits
 from r1desk.engine.gguf.header import GGUFInfo, TensorInfo, ggml_type_sizes
 
 CATALOG_PATH = paths.asset("catalog.json")
 SPLIT_LIMIT = 48 * 1000**3  # uploaders split files above the hub's 50 GB limit into parts
 ALIGNMENT = 32
-_SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 # Header bytes, from the real DeepSeek-R1-Distill-Qwen-7B header (5,953,248 bytes: 152,064
 # tokens, 151,387 merges, 339 tensors): per token (text, length, type), per merge, per tensor.
@@ -104,7 +102,7 @@ class CatalogModel:
     quality_note: str = ""
 
     def quant(self, name: str) -> QuantFiles | None:
-        return next((q for q in self.quants if q.quant.upper() == name.upper()), None)
+        return next((q for q in self.quants if quants.matches(name, q.quant)), None)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -266,7 +264,7 @@ def estimated_files(model: CatalogModel, quant: str, stem: str | None = None) ->
     if n_parts == 1:
         return QuantFiles(quant, [FilePart(f"{stem}-{label}.gguf", size)])
     part = size // n_parts
-    files = [FilePart(f"{stem}-{label}/{stem}-{label}-{i + 1:05d}-of-{n_parts:05d}.gguf",
+    files = [FilePart(splits.part_name(f"{stem}-{label}/{stem}-{label}", i + 1, n_parts),
                       part if i < n_parts - 1 else size - part * (n_parts - 1))
              for i in range(n_parts)]
     return QuantFiles(quant, files)
@@ -275,22 +273,16 @@ def estimated_files(model: CatalogModel, quant: str, stem: str | None = None) ->
 # Refresh from the hub -----------------------------------------------------------------------
 def group_files(siblings: list[tuple[str, int | None]]) -> list[QuantFiles]:
     """Hub file list -> one entry per quant, split parts grouped in order; non-GGUF files dropped."""
-    groups: dict[str, dict[str, Any]] = {}
-    for path, size in siblings:
-        if not path.lower().endswith(".gguf") or "mmproj" in path.lower() or size is None:
-            continue
-        quant = quants.from_filename(path)
-        if quant is None:
-            continue
-        m = _SPLIT_RE.search(path)
-        key = _SPLIT_RE.sub("", path) if m else path.removesuffix(".gguf")
-        g = groups.setdefault(key, {"quant": quant, "parts": {}, "count": int(m.group(2)) if m else 1})
-        g["parts"][int(m.group(1)) if m else 1] = FilePart(path, int(size))
+    sizes = {path: int(size) for path, size in siblings
+             if path.lower().endswith(".gguf") and "mmproj" not in path.lower() and size is not None}
     out = []
-    for key, g in groups.items():
-        if len(g["parts"]) != g["count"]:
-            continue  # an incomplete upload: not offered
-        out.append(QuantFiles(g["quant"], [g["parts"][i] for i in sorted(g["parts"])], estimated=False))
+    for first, parts in splits.group(sizes).items():
+        quant = quants.from_filename(first)
+        if quant not in quants.QUANTS or None in parts:
+            # Not a quant whose size and fit r1desk can work out (Q4_K_XL, MXFP4...), or an
+            # incomplete upload: not offered.
+            continue
+        out.append(QuantFiles(quant, [FilePart(p, sizes[p]) for p in parts], estimated=False))
     out.sort(key=lambda q: (quants.rank(q.quant), q.names[0]))
     # One file per quant: when an uploader has two (imatrix and not), keep the first by name.
     seen: set[str] = set()

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import sqlite_utils
 
+from r1desk.engine import paths
 from r1desk.engine.db.database import get_setting, open_db, set_setting
 from r1desk.engine.errors import (
     Cancelled,
@@ -42,6 +43,7 @@ from r1desk.engine.errors import (
     Offline,
 )
 from r1desk.engine.events import Progress
+from r1desk.engine.gguf import quants, splits
 from r1desk.engine.models import library as _library
 from r1desk.engine.units import human_bytes
 
@@ -54,7 +56,6 @@ DEFAULT_QUANT = "Q4_K_M"
 
 # Formats that run code when loaded (pickle) are never fetched.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
-SPLIT_RE = _library.SPLIT_RE
 RESUMABLE_DAYS = 14  # a partial file untouched this long is swept instead of resumed
 PROGRESS_INTERVAL = 0.1  # seconds between progress events
 READ_CHUNK = 1 << 20
@@ -187,16 +188,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return check_repo_id(text), quant.upper() if quant else None
 
 
-def split_set(name: str) -> tuple[str, int, int] | None:
-    """(prefix, index, count) for a part of a split GGUF, else None."""
-    leaf = name.rsplit("/", 1)[-1]
-    m = SPLIT_RE.match(leaf)
-    if not m:
-        return None
-    folder = name[: len(name) - len(leaf)]
-    return folder + m["prefix"], int(m["index"]), int(m["count"])
-
-
 # ---------------------------------------------------------------------------------------
 # What a repo holds.
 
@@ -227,7 +218,7 @@ class RepoListing:
     def quants(self) -> list[str]:
         found = []
         for f in self.ggufs():
-            q = _library.quant_from_name(f.name.rsplit("/", 1)[-1]) or _library.quant_from_name(f.name)
+            q = quants.from_filename(f.name)
             if q and q not in found:
                 found.append(q)
         return found
@@ -254,11 +245,6 @@ def list_repo(repo: str, revision: str = "main", *, endpoint: str | None = None,
     return RepoListing(repo, revision, info.sha, files, endpoint)
 
 
-def _quant_matches(name: str, quant: str) -> bool:
-    tokens = re.split(r"[-./ ]", name.upper())
-    return quant.upper() in tokens
-
-
 def choose_files(listing: RepoListing, *, quant: str | None = None, filename: str | None = None) -> list[RemoteFile]:
     """The file(s) of one model: the named file or the one of this quant, all parts if split."""
     if filename:
@@ -268,7 +254,8 @@ def choose_files(listing: RepoListing, *, quant: str | None = None, filename: st
             available = ", ".join(f.name for f in listing.ggufs()[:12]) or "no GGUF files"
             raise ModelNotFound(f"{listing.repo} has no file {filename} (it has: {available})")
         return _with_parts(listing, chosen)
-    models = [f for f in listing.ggufs() if (split_set(f.name) or ("", 1, 1))[1] == 1]
+    by_name = {f.name: f for f in listing.ggufs()}
+    models = [by_name[parts[0]] for parts in splits.group(by_name).values() if parts[0] is not None]
     if not models:
         kinds = sorted({Path(f.name).suffix for f in listing.files if Path(f.name).suffix})
         raise DownloadError(
@@ -279,7 +266,10 @@ def choose_files(listing: RepoListing, *, quant: str | None = None, filename: st
         if len(models) == 1:
             return _with_parts(listing, models[0])
         quant = DEFAULT_QUANT
-    matching = [f for f in models if _quant_matches(f.name, quant)]
+    matching = [f for f in models if quants.matches(quant, f.name)]
+    if len(matching) > 1:
+        # Asked for IQ2_XXS where Unsloth has both IQ2_XXS and UD-IQ2_XXS: the one spelt as asked.
+        matching = [f for f in matching if quants.matches(quant, f.name, exact=True)] or matching
     if not matching:
         have = listing.quants()
         source = next((q for q in ("BF16", "F16", "F32") if q in have), None)
@@ -293,16 +283,16 @@ def choose_files(listing: RepoListing, *, quant: str | None = None, filename: st
 
 
 def _with_parts(listing: RepoListing, chosen: RemoteFile) -> list[RemoteFile]:
-    info = split_set(chosen.name)
-    if info is None:
+    names = splits.part_names(chosen.name)
+    if names is None:
         check_filename(chosen.name, gguf_only=True)
         return [chosen]
-    prefix, _, count = info
+    count = len(names)
     parts = []
-    for i in range(1, count + 1):
-        name = f"{prefix}-{i:05d}-of-{count:05d}.gguf"
+    for i, name in enumerate(names, start=1):
         part = listing.get(name)
         if part is None:
+            prefix = splits.parse(chosen.name).prefix
             raise DownloadError(f"{listing.repo} lists only some parts of {prefix} (part {i} of {count} is missing)")
         check_filename(part.name, gguf_only=True)
         parts.append(part)
@@ -546,7 +536,7 @@ class Download:
         if self.folder is None:
             from huggingface_hub.file_download import repo_folder_name
 
-            cache = _library.hf_cache_dir()
+            cache = paths.hf_cache_dir()
             repo_folder = repo_folder_name(repo_id=self.repo, repo_type="model")
             storage = cache / repo_folder
             blob = storage / "blobs" / safe_etag
@@ -1016,7 +1006,7 @@ def sweep_incomplete(cache_dir: str | os.PathLike | None = None, *, max_age_days
     from filelock import FileLock, Timeout
 
     report = SweepReport()
-    cache = Path(cache_dir) if cache_dir else _library.hf_cache_dir()
+    cache = Path(cache_dir) if cache_dir else paths.hf_cache_dir()
     if not cache.is_dir():
         return report
     cutoff = time.time() - max_age_days * 86400

@@ -27,7 +27,8 @@ from r1desk.engine.errors import (
 )
 from r1desk.engine.events import Progress
 from r1desk.engine.models import download
-from r1desk.engine.models.library import Library, hf_cache_dir
+from r1desk.engine.models.library import Library
+from r1desk.engine.paths import hf_cache_dir
 
 from tests.support.hub import FakeHub, fake_hub  # noqa: F401  (fixture)
 from tests.support.models import REPO_ROOT, rewrite_gguf, tiny_r1_expected
