@@ -91,11 +91,10 @@ class AppSettings:
         set_setting(self.db, key, value)
 
     def update(self, values: dict[str, Any]) -> list[str]:
-        """Store several values; returns the keys whose value changed."""
-        changed = [k for k, v in values.items() if self.get(k) != v]
-        for key in changed:
-            self.set(key, values[key])
-        return changed
+        """Store several values, all or none, in one transaction; returns the keys whose value changed."""
+        from r1desk.engine.db.database import update_settings
+
+        return update_settings(self.db, values, DEFAULTS)
 
     def load_options(self):
         from r1desk.engine.inference.host import LoadOptions

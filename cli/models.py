@@ -15,7 +15,7 @@ from r1desk.engine.events import Progress
 from r1desk.engine.hardware import probe
 from r1desk.engine.models import catalog, recommend
 from r1desk.engine.models import download as dl
-from r1desk.engine.models.library import Library, Model
+from r1desk.engine.models.library import FOREIGN_ORIGINS, Library, Model
 from r1desk.engine.units import human_bytes
 
 RECOMMEND_CTX = 8192
@@ -158,23 +158,27 @@ def models(ctx, as_json):
 
 @models.command("rm")
 @click.argument("name")
-@click.option("--delete-files", is_flag=True, help="Also delete the file(s), if r1desk downloaded or made them.")
+@click.option("--delete-files", is_flag=True,
+              help="Also delete the file(s) r1desk wrote (in its models folder, or downloaded); links are unlinked, never followed.")
 def models_rm(name, delete_files):
     """Remove NAME from the library (its file is kept unless --delete-files)."""
     db = open_db()
     try:
-        lib = Library(db)
-        model, deleted = lib.remove(name, delete_files=delete_files)
-        owned = lib.owns_files(model)
+        removal = Library(db).remove(name, delete_files=delete_files)
     finally:
         db.conn.close()
+    model = removal.model
     click.echo(f"Removed {model.name} from the library.")
-    if deleted:
-        click.echo(f"Deleted {len(deleted)} file(s), {human_bytes(model.size)} freed.")
-    elif delete_files and not owned:
-        click.echo(f"Its file belongs to {model.origin} and was kept: {model.path}")
-    else:
+    if not delete_files:
         click.echo(f"The file was kept: {model.path}")
+        return
+    if removal.deleted:
+        click.echo(f"Deleted {len(removal.deleted)} file(s), {human_bytes(removal.freed)} freed.")
+    if model.origin in FOREIGN_ORIGINS:
+        click.echo(f"Its file belongs to {model.origin} and was kept: {model.path}")
+        return
+    for path, why in removal.kept:
+        click.echo(f"Kept {path}: {why}.")
 
 
 @models.command("scan")

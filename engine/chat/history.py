@@ -128,15 +128,15 @@ class History:
         ]
 
     def rename(self, conversation_id: int, title: str) -> None:
-        self._conversation_row(conversation_id)
         with transaction(self.db):
+            self._conversation_row(conversation_id)
             self.db.execute("UPDATE conversations SET title = ? WHERE id = ?", [title.strip(), conversation_id])
 
     def update_settings(self, conversation_id: int, **changes: Any) -> None:
-        row = self._conversation_row(conversation_id)
-        settings = json.loads(row["settings"] or "{}")
-        settings.update(changes)
-        with transaction(self.db):
+        with transaction(self.db):  # read and write at once: another window's change is kept
+            row = self._conversation_row(conversation_id)
+            settings = json.loads(row["settings"] or "{}")
+            settings.update(changes)
             self.db.execute(
                 "UPDATE conversations SET settings = ? WHERE id = ?",
                 [json.dumps(settings, ensure_ascii=False), conversation_id],
@@ -144,16 +144,16 @@ class History:
 
     def delete(self, conversation_id: int, *, permanent: bool = False) -> None:
         """Move to the bin (``restore`` undoes it, ``purge_deleted`` empties it), or delete now."""
-        self._conversation_row(conversation_id, include_deleted=permanent)
         with transaction(self.db):
+            self._conversation_row(conversation_id, include_deleted=permanent)
             if permanent:
                 self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
             else:
                 self.db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", [time.time(), conversation_id])
 
     def restore(self, conversation_id: int) -> None:
-        self._conversation_row(conversation_id, include_deleted=True)
         with transaction(self.db):
+            self._conversation_row(conversation_id, include_deleted=True)
             self.db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", [conversation_id])
 
     def purge_deleted(self, older_than: float = 0.0) -> int:
@@ -180,9 +180,9 @@ class History:
     def add_message(self, conversation_id: int, role: str, content: str, *, reasoning: str = "",
                     status: str = "complete", model: str | None = None,
                     params: dict[str, Any] | None = None) -> int:
-        self._conversation_row(conversation_id)
         now = time.time()
         with transaction(self.db):
+            self._conversation_row(conversation_id)
             cur = self.db.execute(
                 "INSERT INTO messages (conversation_id, role, content, reasoning, status, model, params, "
                 "writer_pid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -230,32 +230,49 @@ class History:
                 self._touch(row[0], now)
 
     def edit_message(self, message_id: int, content: str) -> None:
-        self.get_message(message_id)
         with transaction(self.db):
+            self.get_message(message_id)
             self.db.execute(
                 "UPDATE messages SET content = ?, updated_at = ? WHERE id = ?", [content, time.time(), message_id]
             )
 
     def delete_from(self, message_id: int) -> int:
         """Delete a message and every later one in its conversation (regenerate, edit-and-resend)."""
-        msg = self.get_message(message_id)
         with transaction(self.db):
+            msg = self.get_message(message_id)
             cur = self.db.execute(
                 "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", [msg.conversation_id, message_id]
             )
         return cur.rowcount
 
+    def replace_from(self, message_id: int, content: str) -> int:
+        """Edit-and-resend: delete a message and every later one, and add ``content`` in its place.
+
+        Both happen or neither: a failure (a full disk, say) leaves the conversation as it was.
+        Returns the new message's id; it has the replaced message's role.
+        """
+        with transaction(self.db):
+            msg = self.get_message(message_id)
+            self.delete_from(message_id)
+            return self.add_message(msg.conversation_id, msg.role, content)
+
     def recover_interrupted(self) -> int:
         """Replies left 'streaming' by a process that no longer runs become 'interrupted'."""
+        # Read first, outside a write transaction: a read-only database still opens for reading.
         rows = self.db.execute("SELECT id, writer_pid FROM messages WHERE status = 'streaming'").fetchall()
-        dead = [mid for mid, pid in rows if pid is None or not _alive(pid)]
+        dead = [(mid, pid) for mid, pid in rows if pid is None or not _alive(pid)]
+        recovered = 0
         if dead:
             with transaction(self.db):
-                for mid in dead:
-                    self.db.execute(
-                        "UPDATE messages SET status = 'interrupted', writer_pid = NULL WHERE id = ?", [mid]
+                for mid, pid in dead:
+                    # Only if still that writer's streaming row (another process may have recovered
+                    # it meanwhile). Leaving 'streaming' puts the text in the search index.
+                    cur = self.db.execute(
+                        "UPDATE messages SET status = 'interrupted', writer_pid = NULL "
+                        "WHERE id = ? AND status = 'streaming' AND writer_pid IS ?", [mid, pid]
                     )
-        return len(dead)
+                    recovered += cur.rowcount
+        return recovered
 
     # Search and export -------------------------------------------------------------------
     def search(self, text: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -3,6 +3,10 @@
 Every part of r1desk (history, model library, settings, adapters, document index) gets its
 connection from ``open_db``. Migrations are functions appended to ``MIGRATIONS`` and never
 edited once released; each runs in its own transaction and is recorded in ``_migrations``.
+
+SQLite's own failures (busy, disk full, read-only, damaged) become r1desk's error kinds here
+and nowhere else, whichever statement raised them. One connection may serve several threads:
+each statement, and each transaction as a whole, holds the connection's lock.
 """
 
 from __future__ import annotations
@@ -10,21 +14,165 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlite_utils
 
 from r1desk.engine import paths
-from r1desk.engine.errors import DatabaseError
+from r1desk.engine.errors import DatabaseError, DiskFull, R1deskError
+
+BUSY_TIMEOUT_SECONDS = 10.0
 
 
 def _connect_raw(path: Path) -> sqlite3.Connection:
     """The single place that decides which SQLite library r1desk uses."""
-    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                           check_same_thread=False)
     return conn
+
+
+# ---------------------------------------------------------------------------------------
+# SQLite's errors in r1desk's words.
+
+# Primary result codes (https://sqlite.org/rescode.html); extended codes carry them in the low byte.
+SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR = 3, 5, 6, 8, 10
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 11, 13, 14, 26
+SQLITE_READONLY_DIRECTORY = SQLITE_READONLY | (6 << 8)
+
+# Python before 3.11 gives no error code: the message SQLite wrote says which it was.
+_CODE_BY_MESSAGE = (
+    ("database is locked", SQLITE_BUSY),
+    ("database table is locked", SQLITE_LOCKED),
+    ("readonly database", SQLITE_READONLY),
+    ("database or disk is full", SQLITE_FULL),
+    ("disk image is malformed", SQLITE_CORRUPT),
+    ("file is not a database", SQLITE_NOTADB),
+    ("disk i/o error", SQLITE_IOERR),
+    ("unable to open database file", SQLITE_CANTOPEN),
+)
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF
+    text = str(exc).lower()
+    return next((c for needle, c in _CODE_BY_MESSAGE if needle in text), None)
+
+
+def translate(exc: BaseException, path: str | os.PathLike) -> R1deskError | None:
+    """The r1desk error for a failure of the machine or the file; None for anything else (a bug)."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = _primary_code(exc)
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return DatabaseError(f"{path}: the database is locked by another program",
+                             hint="close other programs using it, or try again in a moment")
+    if code == SQLITE_FULL:
+        return DiskFull(f"{path}: the disk is full; the last change was not saved",
+                        hint="free some disk space and try again")
+    if getattr(exc, "sqlite_errorcode", None) == SQLITE_READONLY_DIRECTORY:
+        # WAL needs its -shm file next to the database, even to read it.
+        return DatabaseError(f"{path}: the database's folder is read-only, so the database cannot be used",
+                             hint="check the permissions of its folder")
+    if code in (SQLITE_READONLY, SQLITE_PERM):
+        return DatabaseError(f"{path}: the database is read-only; changes cannot be saved",
+                             hint="check the permissions of the file and of its folder")
+    if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return DatabaseError(f"{path}: the database is damaged ({exc})", hint="restore a backup")
+    if code == SQLITE_IOERR:
+        return DatabaseError(f"{path}: the database file cannot be read or written ({exc})",
+                             hint="check the disk")
+    if code == SQLITE_CANTOPEN:
+        return DatabaseError(f"{path}: the database file cannot be opened ({exc})",
+                             hint="check that its folder exists and can be written")
+    return None
+
+
+@contextmanager
+def sqlite_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn SQLite's failures of the disk or the file inside the block into r1desk's errors."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        known = translate(exc, path)
+        if known is None:
+            raise
+        raise known from exc
+
+
+class _Rows:
+    """What a statement returned, read in full while the connection was held (a cursor stand-in).
+
+    A cursor left half-read would keep its statement running on the shared connection, where
+    another thread's COMMIT or ROLLBACK would reach into it.
+    """
+
+    def __init__(self, cursor: sqlite3.Cursor):
+        self.description = cursor.description
+        self.lastrowid = cursor.lastrowid
+        self.rowcount = cursor.rowcount
+        self.arraysize = 1
+        self._rows = cursor.fetchall() if cursor.description is not None else []
+        self._next = 0
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchmany(self, size: int | None = None) -> list:
+        size = self.arraysize if size is None else size
+        out = self._rows[self._next:self._next + size]
+        self._next += len(out)
+        return out
+
+    def fetchall(self) -> list:
+        out = self._rows[self._next:]
+        self._next = len(self._rows)
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        self._rows, self._next = [], 0
+
+
+class Database(sqlite_utils.Database):
+    """A sqlite-utils database on one r1desk connection, safe to share between threads.
+
+    ``lock`` (re-entrant) is held by every statement and by a ``transaction`` from its BEGIN to
+    its COMMIT, so one thread's statements never land inside another thread's transaction.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str | os.PathLike):
+        self.path = str(path)
+        self.lock = threading.RLock()
+        self._depth = 0  # nesting of transaction() blocks of the thread holding the lock
+        super().__init__(conn)
+
+    def execute(self, sql: str, parameters: Sequence | dict[str, Any] | None = None) -> Any:
+        with self.lock, sqlite_errors(self.path):
+            return _Rows(super().execute(sql, parameters))
+
+    def executescript(self, sql: str) -> Any:
+        with self.lock, sqlite_errors(self.path):
+            return _Rows(super().executescript(sql))
+
+    def query(self, sql: str, params: Sequence | dict[str, Any] | None = None) -> Iterator[dict]:
+        with self.lock, sqlite_errors(self.path):
+            return iter(list(super().query(sql, params)))
+
+    def close(self) -> None:
+        with self.lock:
+            super().close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,7 +308,56 @@ def m002_file_hashes(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_file_hashes]
+def m003_index_replies_when_they_end(db: sqlite_utils.Database) -> None:
+    # m001 re-indexed a streaming reply in full at every save (twice a second), so the cost of a
+    # long R1 reasoning grew with the square of its length. A reply is now indexed once, when it
+    # leaves 'streaming': finished, cancelled, failed, or marked interrupted after a crash. The
+    # rule kept from here on: a message is in the index, with its current text, exactly when its
+    # status is not 'streaming' (FTS5 'delete' must be given the text that was indexed).
+    db.execute("DROP TRIGGER messages_ai")
+    db.execute("DROP TRIGGER messages_ad")
+    db.execute("DROP TRIGGER messages_au")
+    # The old triggers kept streaming rows indexed with their current text: take them out.
+    db.execute(
+        """
+        INSERT INTO messages_fts(messages_fts, rowid, content, reasoning)
+        SELECT 'delete', id, content, reasoning FROM messages WHERE status = 'streaming'
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages WHEN new.status != 'streaming' BEGIN
+            INSERT INTO messages_fts(rowid, content, reasoning)
+            VALUES (new.id, new.content, new.reasoning);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages WHEN old.status != 'streaming' BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content, reasoning)
+            VALUES ('delete', old.id, old.content, old.reasoning);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER messages_au AFTER UPDATE OF content, reasoning, status ON messages
+        WHEN old.status != 'streaming' OR new.status != 'streaming' BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content, reasoning)
+            SELECT 'delete', old.id, old.content, old.reasoning WHERE old.status != 'streaming';
+            INSERT INTO messages_fts(rowid, content, reasoning)
+            SELECT new.id, new.content, new.reasoning WHERE new.status != 'streaming';
+        END
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_initial,
+    m002_file_hashes,
+    m003_index_replies_when_they_end,
+]
 
 
 def _applied(db: sqlite_utils.Database) -> list[str]:
@@ -203,50 +400,120 @@ def db_path_of(db: sqlite_utils.Database) -> str:
     return row[2] if row and row[2] else "database"
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    add = getattr(exc, "add_note", None)  # Python 3.11+
+    if add is not None:
+        add(note)
+
+
+def _roll_back(db: Database, first: BaseException) -> None:
+    """ROLLBACK after ``first``; a ROLLBACK that fails too is noted on ``first``, never raised over it."""
+    try:
+        if db.conn.in_transaction:  # SQLite itself may have rolled back already (disk full, I/O error)
+            db.conn.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - the first error is the one to report
+        _add_note(first, f"and the rollback failed: {exc}")
+
+
 @contextmanager
 def transaction(db: sqlite_utils.Database, *, immediate: bool = True) -> Iterator[None]:
-    """An explicit transaction: all of the block or none of it."""
-    conn = db.conn
-    if conn.in_transaction:  # nested: join the outer transaction
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
+    """An explicit transaction: all of the block or none of it.
+
+    It holds the connection's lock from BEGIN to COMMIT, so other threads sharing the
+    connection wait for it; a ``transaction`` inside one (on the same thread) joins it.
+    """
+    if not isinstance(db, Database):
+        raise TypeError("transaction() needs a database from open_db()")
+    with db.lock:
+        if db._depth:  # this thread's own transaction: join it
+            db._depth += 1
+            try:
+                yield
+            finally:
+                db._depth -= 1
+            return
+        conn = db.conn
+        with sqlite_errors(db.path):
+            if conn.in_transaction:
+                # Left open by a COMMIT or ROLLBACK that failed earlier: none of it was committed.
+                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        db._depth = 1
+        try:
+            yield
+        except BaseException as exc:
+            db._depth = 0
+            _roll_back(db, exc)
+            known = translate(exc, db.path)
+            if known is None:
+                raise
+            raise known from exc
+        db._depth = 0
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _roll_back(db, exc)
+            known = translate(exc, db.path)
+            if known is None:
+                raise
+            raise known from exc
 
 
-def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = True) -> sqlite_utils.Database:
+# Databases that passed ``PRAGMA quick_check`` in this process, by real path: the check reads
+# the whole file, and open_db is called often (each CLI command, worker, download).
+_checked: set[str] = set()
+_checked_lock = threading.Lock()
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    key = os.path.realpath(path)
+    with _checked_lock:
+        if key in _checked:
+            return
+    integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if integrity != "ok":
+        raise DatabaseError(f"{path}: the database is damaged ({integrity})", hint="restore a backup")
+    with _checked_lock:
+        _checked.add(key)
+
+
+def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = True) -> Database:
     """Open (creating and migrating as needed) the r1desk database."""
     path = Path(path) if path is not None else paths.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    conn = None
     try:
         conn = _connect_raw(path)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if _primary_code(exc) != SQLITE_READONLY:
+                raise
+            # A read-only file still opens for reading (and exporting); each write says why it failed.
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         # WAL + NORMAL: every commit survives a crash or kill of the app; only an OS crash or
         # power cut may lose the last moments (see the README).
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
-    if integrity != "ok":
-        conn.close()
-        raise DatabaseError(f"{path}: the database is damaged ({integrity}); restore a backup")
-    if str(mode).lower() != "wal":
-        # Network filesystems refuse WAL; r1desk still works, with rollback journals.
-        pass
-    db = sqlite_utils.Database(conn)
-    if migrate_schema:
-        try:
+        _quick_check(conn, path)
+        if str(mode).lower() != "wal":
+            # Network filesystems refuse WAL; r1desk still works, with rollback journals.
+            pass
+        db = Database(conn, path)
+        if migrate_schema:
             migrate(db)
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseError(f"{path}: cannot update the database ({exc})") from None
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, R1deskError):
+            raise
+        known = translate(exc, path)
+        if known is not None:
+            raise known from exc
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise DatabaseError(f"{path}: cannot open the database ({exc})") from exc
+        raise
     return db
 
 
@@ -262,3 +529,26 @@ def set_setting(db: sqlite_utils.Database, key: str, value: Any) -> None:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             [key, json.dumps(value, ensure_ascii=False), time.time()],
         )
+
+
+def change_setting(db: sqlite_utils.Database, key: str, change: Callable[[Any], Any], default: Any = None) -> Any:
+    """Read a setting, compute its new value and store it, all in one write transaction.
+
+    Another process (or window) changing the same setting meanwhile waits, so neither change
+    is lost: ``change_setting(db, "recent", lambda v: [*v, item], [])``. Returns the new value.
+    """
+    with transaction(db):
+        value = change(get_setting(db, key, default))
+        set_setting(db, key, value)
+    return value
+
+
+def update_settings(db: sqlite_utils.Database, values: dict[str, Any],
+                    defaults: dict[str, Any] | None = None) -> list[str]:
+    """Store several settings at once (all or none); returns the keys whose value changed."""
+    defaults = defaults or {}
+    with transaction(db):
+        changed = [k for k, v in values.items() if get_setting(db, k, defaults.get(k)) != v]
+        for key in changed:
+            set_setting(db, key, values[key])
+    return changed

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,11 +24,9 @@ import sqlite_utils
 from r1desk.engine import paths
 from r1desk.engine.db.database import open_db, transaction
 from r1desk.engine.errors import CorruptModel, ModelNotFound
+from r1desk.engine.gguf import quants, splits
 from r1desk.engine.gguf.header import ArraySummary, GGUFInfo, check_model, read_header
 
-SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
-QUANT_RE = re.compile(r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32|TQ\d_\d|MXFP4)(?![A-Za-z0-9])",
-                      re.IGNORECASE)
 OLLAMA_MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 OLLAMA_DIGEST_RE = re.compile(r"sha256[:-]([0-9a-f]{64})")
 MAX_MANIFEST_BYTES = 1 << 20
@@ -94,37 +93,17 @@ class ScanReport:
 
 
 # ---------------------------------------------------------------------------------------
-# Where other tools keep GGUF files.
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (not when huggingface_hub was imported)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        value = os.environ.get(var)
-        if value:
-            return Path(os.path.expandvars(os.path.expanduser(value)))
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(os.path.expandvars(os.path.expanduser(hf_home))) / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
-def ollama_models_dir() -> Path:
-    value = os.environ.get("OLLAMA_MODELS")
-    return Path(value).expanduser() if value else Path.home() / ".ollama" / "models"
+# Where other tools keep GGUF files (the folders themselves are engine.paths').
 
 
 def default_roots() -> list[tuple[str, Path]]:
     """(kind, folder) pairs that ``scan`` looks in by default."""
-    home = Path.home()
     return [
         ("r1desk", paths.models_dir()),
-        ("hf", hf_cache_dir()),
-        ("lmstudio", home / ".lmstudio" / "models"),
-        ("lmstudio", home / ".cache" / "lm-studio" / "models"),
-        ("ollama", ollama_models_dir()),
+        ("hf", paths.hf_cache_dir()),
+        ("lmstudio", paths.lmstudio_models_dir()),
+        ("lmstudio", paths.lmstudio_legacy_models_dir()),
+        ("ollama", paths.ollama_models_dir()),
     ]
 
 
@@ -133,33 +112,13 @@ def default_roots() -> list[tuple[str, Path]]:
 
 
 def split_parts(first: Path, count: int) -> list[Path]:
-    m = SPLIT_RE.match(first.name)
-    if not m:
+    names = splits.part_names(first.name, count)
+    if names is None:
         raise CorruptModel(
             f"{first}: the file says it is part 1 of a {count}-part model, but its name does not end "
             "in -00001-of-0000N.gguf, so llama.cpp cannot find the other parts"
         )
-    return [first.with_name(f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
-
-
-def quant_name(file_type: int | None) -> str | None:
-    if file_type is None:
-        return None
-    try:
-        import gguf
-
-        name = gguf.LlamaFileType(int(file_type)).name
-    except (ValueError, ImportError):
-        return None
-    for prefix in ("MOSTLY_", "ALL_"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    return None if name == "GUESSED" else name
-
-
-def quant_from_name(filename: str) -> str | None:
-    found = QUANT_RE.findall(Path(filename).name)
-    return found[-1].upper() if found else None
+    return [first.with_name(name) for name in names]
 
 
 def _plain_metadata(info: GGUFInfo) -> dict[str, Any]:
@@ -192,7 +151,7 @@ class Inspection:
         return {
             "architecture": info.architecture,
             "parameters": self.parameters,
-            "quant": quant_name(info.file_type) or quant_from_name(first.name),
+            "quant": quants.from_file_type(info.file_type) or quants.from_filename(first.name),
             "size": self.size,
             "context_length": info.context_length,
             "template_sha256": info.template_sha256(),
@@ -239,9 +198,9 @@ def inspect_model(path: str | os.PathLike) -> Inspection:
 
 def default_name(path: Path) -> str:
     name = path.name
-    m = SPLIT_RE.match(name)
-    if m:
-        return m["prefix"]
+    split = splits.parse(name)
+    if split is not None:
+        return split.prefix
     return name[:-5] if name.lower().endswith(".gguf") else name
 
 
@@ -394,41 +353,44 @@ class Library:
         return f"{wanted}-{n}"
 
     def rename(self, name: str, new_name: str) -> Model:
-        model = self.get(name)
-        with transaction(self.db):
+        with transaction(self.db):  # the names taken are read under the write lock
+            model = self.get(name)
             self.db.execute("UPDATE models SET name = ? WHERE id = ?",
                             [self._unique_name(new_name, exclude=model.id), model.id])
         return self._rows("WHERE id = ?", [model.id])[0]
 
-    def remove(self, name: str, *, delete_files: bool = False) -> tuple[Model, list[Path]]:
-        """Forget a model; with ``delete_files``, also delete files r1desk downloaded or created.
+    def remove(self, name: str, *, delete_files: bool = False) -> Removal:
+        """Forget a model; with ``delete_files``, also delete the files r1desk wrote for it.
 
-        Files that belong to other apps (Ollama, LM Studio) are never deleted. Returns the entry
-        and the files deleted.
+        Only regular files inside r1desk's models folder and Hugging Face cache blobs that
+        r1desk downloaded are deleted. A link is unlinked (when it lies in r1desk's folder),
+        never followed: what it points to stays. Other apps' files (Ollama, LM Studio, a Hugging
+        Face cache r1desk did not fill) and files elsewhere are kept; the result says which and why.
         """
-        model = self.get(name)
-        deleted: list[Path] = []
-        if delete_files and self.owns_files(model):
-            for part in model.parts:
-                deleted.extend(_delete_model_file(Path(part)))
         with transaction(self.db):
+            model = self.get(name)
             self.db.execute("DELETE FROM models WHERE id = ?", [model.id])
-        return model, deleted
+        removal = Removal(model)
+        for part in model.parts:
+            if delete_files:
+                _delete_model_file(Path(part), model.origin, removal)
+        return removal
 
     def owns_files(self, model: Model) -> bool:
-        """Whether r1desk may delete this model's files (it downloaded or made them)."""
-        if model.origin in ("ollama", "lmstudio"):
-            return False
-        path = Path(model.path)
-        return model.origin in ("hub", "quantized") or _is_within(path, paths.models_dir())
+        """Whether ``remove(..., delete_files=True)`` would delete every file of this model."""
+        return all(_deletion_plan(Path(p), model.origin)[0] in ("file", "hf-link") for p in model.parts)
 
     def _set_status(self, model: Model, status: str, error: str | None = None) -> None:
-        meta = dict(model.metadata)
-        if error:
-            meta["error"] = error
-        else:
-            meta.pop("error", None)
         with transaction(self.db):
+            # The row as it is now, not as ``model`` was read: another process's change is kept.
+            row = self.db.execute("SELECT metadata FROM models WHERE id = ?", [model.id]).fetchone()
+            if row is None:
+                return
+            meta = json.loads(row[0] or "{}")
+            if error:
+                meta["error"] = error
+            else:
+                meta.pop("error", None)
             self.db.execute("UPDATE models SET status = ?, metadata = ? WHERE id = ?",
                             [status, json.dumps(meta, ensure_ascii=False), model.id])
         model.status = status
@@ -558,8 +520,8 @@ def _gguf_files(root: Path) -> Iterator[Path]:
         for filename in sorted(filenames):
             if not filename.lower().endswith(".gguf"):
                 continue
-            m = SPLIT_RE.match(filename)
-            if m and int(m["index"]) != 1:
+            split = splits.parse(filename)
+            if split is not None and split.index != 1:
                 continue
             yield Path(dirpath) / filename
 
@@ -664,35 +626,112 @@ def _absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-def _is_within(path: Path, folder: Path) -> bool:
+def _is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` really lies in ``folder``: every link on the way followed, on both sides.
+
+    So a file reached through a linked folder that points elsewhere is not "within".
+    """
     try:
-        Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(folder)))
+        Path(os.path.realpath(path)).relative_to(Path(os.path.realpath(folder)))
         return True
     except ValueError:
         return False
 
 
-def _delete_model_file(path: Path) -> list[Path]:
-    """Delete a model file; in the HF cache, the snapshot link and its blob unless another link uses it."""
-    deleted: list[Path] = []
-    if path.is_symlink():
-        blob = path.resolve()
-        path.unlink()
-        deleted.append(path)
-        repo_dir = next((p for p in path.parents if p.name.startswith("models--")), None)
-        still_used = False
+# Origins whose files are other apps' (or the user's Hugging Face cache, filled by another tool).
+FOREIGN_ORIGINS = ("ollama", "lmstudio", "hf-cache")
+
+
+@dataclass
+class Removal:
+    """What ``Library.remove`` did: the entry it forgot, what went from disk, what stayed and why."""
+
+    model: Model
+    deleted: list[Path] = field(default_factory=list)  # files and links removed, in order
+    freed: int = 0  # bytes; removing a link frees nothing
+    kept: list[tuple[Path, str]] = field(default_factory=list)  # (path, why it stayed)
+
+
+def _hf_repo_dir(path: Path) -> Path | None:
+    """The ``models--org--name`` folder of a Hugging Face cache snapshot file, or None."""
+    for parent in path.parents:
+        if parent.name.startswith("models--"):
+            return parent if path.is_relative_to(parent / "snapshots") else None
+    return None
+
+
+def _deletion_plan(path: Path, origin: str) -> tuple[str, str]:
+    """What deleting this model file may do, and why: ("file" | "hf-link" | "link" | "keep", reason).
+
+    "file": a regular file r1desk wrote; "hf-link": a Hugging Face snapshot link to a blob r1desk
+    downloaded (the link goes, the blob too once no snapshot uses it); "link": a link in r1desk's
+    folder, unlinked while what it points to stays; "keep": left alone.
+    """
+    if origin in FOREIGN_ORIGINS:
+        return "keep", f"it belongs to {origin}"
+    if not os.path.lexists(path):
+        return "keep", "it is already gone"
+    repo_dir = _hf_repo_dir(path) if origin == "hub" else None
+    if os.path.islink(path):
         if repo_dir is not None:
-            for link in (repo_dir / "snapshots").rglob("*"):
-                if link.is_symlink() and link.resolve() == blob:
-                    still_used = True
-                    break
-        if not still_used and blob.exists():
-            blob.unlink()
-            deleted.append(blob)
-    elif path.exists():
-        path.unlink()
-        deleted.append(path)
-    return deleted
+            blob = os.path.realpath(path)
+            if (os.path.dirname(blob) == os.path.realpath(repo_dir / "blobs") and os.path.isfile(blob)
+                    and not os.path.islink(blob)):
+                return "hf-link", "a Hugging Face cache file r1desk downloaded"
+        if _is_within(path.parent, paths.models_dir()):
+            return "link", "a link in r1desk's models folder"
+        return "keep", "a link r1desk did not make"
+    if not os.path.isfile(path):
+        return "keep", "not a regular file"
+    if _is_within(path, paths.models_dir()):
+        return "file", "a file in r1desk's models folder"
+    if repo_dir is not None and _is_within(path, repo_dir / "snapshots"):
+        return "file", "a Hugging Face cache file r1desk downloaded"  # a cache made without links
+    return "keep", "it is outside r1desk's folders"
+
+
+def _delete_model_file(path: Path, origin: str, removal: Removal) -> None:
+    """Delete one file of a model if r1desk wrote it (see ``_deletion_plan``); record what happened."""
+    action, why = _deletion_plan(path, origin)
+    if action == "keep":
+        if why != "it is already gone":
+            removal.kept.append((path, why))
+        return
+    if action == "link":
+        target = Path(os.path.realpath(path))
+        if _unlink(path, removal):
+            removal.kept.append((target, "a link pointed to it; r1desk never deletes what a link points to"))
+        return
+    if action == "file":
+        _unlink(path, removal)
+        return
+    # A Hugging Face snapshot link: the link, then its blob once no other snapshot links to it.
+    blob = Path(os.path.realpath(path))
+    repo_dir = _hf_repo_dir(path)
+    if not _unlink(path, removal) or repo_dir is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(repo_dir / "snapshots"):
+        for name in dirnames + filenames:
+            other = os.path.join(dirpath, name)
+            if os.path.islink(other) and os.path.realpath(other) == str(blob):
+                return
+    _unlink(blob, removal)
+
+
+def _unlink(path: Path, removal: Removal) -> bool:
+    """Remove one name (a link itself, never its target); a failure is recorded, not raised."""
+    try:
+        st = os.lstat(path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        removal.kept.append((path, f"it could not be deleted ({exc.strerror or exc})"))
+        return False
+    removal.deleted.append(path)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # a link, or a name of a file with others, frees nothing
+        removal.freed += st.st_size
+    return True
 
 
 def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20,

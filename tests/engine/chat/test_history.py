@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from r1desk.engine.chat.history import History
-from r1desk.engine.errors import NotFound
+from r1desk.engine.errors import DiskFull, NotFound
 
 
 @pytest.fixture
@@ -121,3 +123,134 @@ def test_unknown_ids_are_not_found(h: History) -> None:
         h.add_message(12345, "user", "x")
     with pytest.raises(NotFound):
         h.get_message(999)
+
+
+# ---------------------------------------------------------------------------------------
+# One History (one connection) shared by the chat service's threads.
+
+
+def test_threads_sharing_one_history_lose_nothing(h: History) -> None:
+    n_threads, turns = 8, 25
+    failures: list[BaseException] = []
+    start = threading.Barrier(n_threads)
+
+    def chat(t: int) -> None:
+        try:
+            start.wait()
+            cid = h.create_conversation(title=f"thread {t}")
+            for i in range(turns):
+                h.add_message(cid, "user", f"question {t}.{i}")
+                mid = h.start_reply(cid, "m")
+                h.save_partial(mid, f"half of answer {t}.{i}", "")
+                h.finish_reply(mid, f"answer {t}.{i}", f"thought {t}.{i}", "complete", {"completion_tokens": i})
+                h.list_conversations()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=chat, args=(t,)) for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    conversations = {c.title: c for c in h.list_conversations()}
+    assert len(conversations) == n_threads
+    for t in range(n_threads):
+        messages = h.messages(conversations[f"thread {t}"].id)
+        expected = [x for i in range(turns) for x in (f"question {t}.{i}", f"answer {t}.{i}")]
+        assert [m.content for m in messages] == expected
+        assert all(m.status == "complete" for m in messages)
+    assert not h.db.conn.in_transaction
+
+
+# ---------------------------------------------------------------------------------------
+# Edit-and-resend is one change.
+
+
+def test_replace_from_deletes_and_adds_at_once(h: History) -> None:
+    cid = h.create_conversation()
+    first = h.add_message(cid, "user", "first question")
+    h.add_message(cid, "assistant", "first answer")
+    asked = h.add_message(cid, "user", "second question, with a typo")
+    h.add_message(cid, "assistant", "second answer")
+    new = h.replace_from(asked, "second question, fixed")
+    assert [(m.role, m.content) for m in h.messages(cid)] == [
+        ("user", "first question"), ("assistant", "first answer"), ("user", "second question, fixed")]
+    assert h.get_message(new).content == "second question, fixed" and h.get_message(first).content == "first question"
+
+
+def test_a_failed_edit_and_resend_leaves_the_conversation_unchanged(h: History) -> None:
+    cid = h.create_conversation()
+    for role, text in [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]:
+        h.add_message(cid, role, text)
+    before = [(m.id, m.content) for m in h.messages(cid)]
+    pages = h.db.execute("PRAGMA page_count").fetchone()[0]
+    h.db.execute(f"PRAGMA max_page_count = {pages}")  # a full disk: the delete fits, the new text does not
+    with pytest.raises(DiskFull):
+        h.replace_from(before[2][0], "an edited question far longer than the space left " * 10_000)
+    h.db.execute("PRAGMA max_page_count = 1073741823")
+    assert [(m.id, m.content) for m in h.messages(cid)] == before
+
+
+# ---------------------------------------------------------------------------------------
+# The search index: a reply is indexed once, when it ends.
+
+
+def _indexed(h: History, message_id: int) -> bool:
+    return h.db.execute("SELECT 1 FROM messages_fts_docsize WHERE id = ?", [message_id]).fetchone() is not None
+
+
+def test_a_reply_is_indexed_when_it_ends_not_at_every_save(h: History) -> None:
+    cid = h.create_conversation()
+    asked = h.add_message(cid, "user", "tell me about octopuses")
+    assert _indexed(h, asked)
+    mid = h.start_reply(cid, "m")
+    for n in range(1, 6):
+        h.save_partial(mid, "octopus " * n, "hmm " * n)
+        assert not _indexed(h, mid)
+    assert [r["id"] for r in h.search("octopus")] == [asked]
+    h.finish_reply(mid, "Octopuses have three hearts.", "recall marine biology", "complete")
+    assert _indexed(h, mid)
+    assert [r["id"] for r in h.search("three hearts")] == [mid]
+    assert [r["id"] for r in h.search("marine biology")] == [mid]
+    assert h.search("hmm hmm") == []
+    h.edit_message(mid, "Octopuses have blue blood.")
+    assert h.search("three hearts") == [] and [r["id"] for r in h.search("blue blood")] == [mid]
+    streaming = h.start_reply(cid, "m")
+    h.save_partial(streaming, "never finished", "")
+    h.delete_from(mid)  # deleting indexed and unindexed rows alike keeps the index whole
+    h.db.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+    assert h.search("blue blood") == [] and h.search("tell me about") != []
+
+
+WRITER = r"""
+import sys, time
+from r1desk.engine.chat.history import History
+from r1desk.engine.db.database import open_db
+h = History(open_db(sys.argv[1]))
+cid = h.create_conversation(title="crash")
+mid = h.start_reply(cid, "m")
+h.save_partial(mid, "the reply said something about narwhals", "and thought of tusks")
+print(mid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_reply_cut_off_by_kill_9_is_found_once_marked_interrupted(tmp_path) -> None:
+    from r1desk.engine.db.database import open_db
+
+    path = tmp_path / "r1.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        mid = int(writer.stdout.readline())
+        h = History(open_db(path))
+        assert h.get_message(mid).status == "streaming", "its writer is alive"
+        assert h.search("narwhals") == []
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert h.recover_interrupted() == 1
+    assert h.get_message(mid).status == "interrupted"
+    assert [r["id"] for r in h.search("narwhals")] == [mid]
+    assert [r["id"] for r in h.search("tusks")] == [mid]

@@ -63,7 +63,7 @@ def place(src: Path, dst: Path) -> Path:
 
 def hf_cache_entry(files: dict[str, Path], repo: str = "org/tiny-GGUF", commit: str = "c" * 40) -> Path:
     """An HF cache repo laid out as huggingface_hub makes it; returns its snapshot folder."""
-    storage = library.hf_cache_dir() / ("models--" + repo.replace("/", "--"))
+    storage = paths.hf_cache_dir() / ("models--" + repo.replace("/", "--"))
     snapshot = storage / "snapshots" / commit
     for name, src in files.items():
         digest = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -78,7 +78,7 @@ def hf_cache_entry(files: dict[str, Path], repo: str = "org/tiny-GGUF", commit: 
 
 def ollama_store(src: Path, digest: str, *, name: str = "tinyr1", tag: str = "latest",
                  namespace: str = "library") -> Path:
-    root = library.ollama_models_dir()
+    root = paths.ollama_models_dir()
     blob = place(src, root / "blobs" / f"sha256-{digest}")
     manifest = root / "manifests" / "registry.ollama.ai" / namespace / name / tag
     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -177,31 +177,96 @@ def test_missing_files_are_marked_not_fatal(lib: Library, tiny_r1: Path, tmp_pat
 def test_remove_keeps_or_deletes_files(lib: Library, tiny_r1: Path, tmp_path: Path, tiny_sha: str) -> None:
     outside = place(tiny_r1, tmp_path / "mine.gguf")
     lib.register(outside)
-    model, deleted = lib.remove("mine", delete_files=True)
-    assert deleted == [] and outside.exists(), "a file the user put elsewhere is never deleted"
+    removal = lib.remove("mine", delete_files=True)
+    assert removal.deleted == [] and outside.exists(), "a file the user put elsewhere is never deleted"
+    assert removal.kept == [(outside, "it is outside r1desk's folders")]
 
-    inside = place(tiny_r1, paths.models_dir() / "made.gguf")
+    inside = paths.models_dir() / "made.gguf"
+    inside.write_bytes(tiny_r1.read_bytes())
     lib.register(inside)
-    _, deleted = lib.remove("made", delete_files=True)
-    assert deleted == [inside] and not inside.exists()
+    removal = lib.remove("made", delete_files=True)
+    assert removal.deleted == [inside] and not inside.exists()
+    assert removal.freed == tiny_r1.stat().st_size
 
     snapshot = hf_cache_entry({"a.gguf": tiny_r1})
-    second = library.hf_cache_dir() / "models--org--tiny-GGUF" / "snapshots" / ("d" * 40)
+    second = paths.hf_cache_dir() / "models--org--tiny-GGUF" / "snapshots" / ("d" * 40)
     second.mkdir(parents=True)
     blob = (snapshot / "a.gguf").resolve()
     os.symlink(os.path.relpath(blob, second), second / "a.gguf")
     lib.register(snapshot / "a.gguf", origin="hub", name="hub1")
-    _, deleted = lib.remove("hub1", delete_files=True)
-    assert deleted == [snapshot / "a.gguf"] and blob.exists(), "another snapshot still uses the blob"
+    removal = lib.remove("hub1", delete_files=True)
+    assert removal.deleted == [snapshot / "a.gguf"] and blob.exists(), "another snapshot still uses the blob"
     lib.register(second / "a.gguf", origin="hub", name="hub2")
-    _, deleted = lib.remove("hub2", delete_files=True)
-    assert deleted == [second / "a.gguf", blob] and not blob.exists()
+    removal = lib.remove("hub2", delete_files=True)
+    assert removal.deleted == [second / "a.gguf", blob] and not blob.exists()
 
     ollama_blob = ollama_store(tiny_r1, tiny_sha)
     lib.register(ollama_blob, origin="ollama", name="tinyr1:latest")
-    _, deleted = lib.remove("tinyr1:latest", delete_files=True)
-    assert deleted == [] and ollama_blob.exists(), "Ollama's files are Ollama's"
+    removal = lib.remove("tinyr1:latest", delete_files=True)
+    assert removal.deleted == [] and ollama_blob.exists(), "Ollama's files are Ollama's"
     assert lib.list() == []
+
+
+def test_a_link_in_the_models_folder_is_unlinked_and_its_target_kept(lib: Library, tiny_r1: Path,
+                                                                     tmp_path: Path) -> None:
+    target = place(tiny_r1, tmp_path / "users-own" / "big-model.gguf")
+    link = paths.models_dir() / "big-model.gguf"
+    os.symlink(target, link)
+    lib.scan([("r1desk", paths.models_dir())])
+    model = lib.get("big-model")
+    assert model.path == str(link)
+    assert not lib.owns_files(model), "a link the user made is not r1desk's file"
+    removal = lib.remove("big-model", delete_files=True)
+    assert target.exists() and target.stat().st_size == tiny_r1.stat().st_size, "the target outside stays"
+    assert not os.path.lexists(link), "the link itself, in r1desk's folder, goes"
+    assert removal.deleted == [link] and removal.freed == 0
+    assert [p for p, _ in removal.kept] == [target]
+
+
+def test_a_file_reached_through_a_linked_folder_is_kept(lib: Library, tiny_r1: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "users-folder"
+    target = place(tiny_r1, elsewhere / "m.gguf")
+    os.symlink(elsewhere, paths.models_dir() / "linked", target_is_directory=True)
+    lib.register(paths.models_dir() / "linked" / "m.gguf", origin="quantized")
+    assert not lib.owns_files(lib.get("m"))
+    removal = lib.remove("m", delete_files=True)
+    assert removal.deleted == [] and target.exists() and (paths.models_dir() / "linked").is_symlink()
+    assert removal.kept == [(paths.models_dir() / "linked" / "m.gguf", "it is outside r1desk's folders")]
+
+
+def test_a_hub_snapshot_link_to_a_file_outside_the_cache_keeps_the_file(lib: Library, tiny_r1: Path,
+                                                                       tmp_path: Path) -> None:
+    snapshot = hf_cache_entry({"a.gguf": tiny_r1})
+    users = place(tiny_r1, tmp_path / "users-copy.gguf")
+    (snapshot / "a.gguf").unlink()
+    os.symlink(users, snapshot / "a.gguf")  # the user pointed the cache at a file of theirs
+    lib.register(snapshot / "a.gguf", origin="hub", name="hub")
+    removal = lib.remove("hub", delete_files=True)
+    assert removal.deleted == [] and users.exists() and (snapshot / "a.gguf").is_symlink()
+
+
+def test_models_rm_through_the_cli_never_deletes_a_links_target(tiny_r1: Path, tmp_path: Path) -> None:
+    target = place(tiny_r1, tmp_path / "users-own" / "linked-Q8_0.gguf")
+    link = paths.models_dir() / "linked-Q8_0.gguf"
+    os.symlink(target, link)
+    linked_dir = tmp_path / "users-folder"
+    in_dir = place(tiny_r1, linked_dir / "indir-Q8_0.gguf")
+    os.symlink(linked_dir, paths.models_dir() / "dir", target_is_directory=True)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["models", "scan"]).exit_code == 0
+    db = open_db()
+    Library(db).register(paths.models_dir() / "dir" / "indir-Q8_0.gguf")
+    db.conn.close()
+
+    removed = runner.invoke(cli, ["models", "rm", "linked-Q8_0", "--delete-files"])
+    assert removed.exit_code == 0, removed.output
+    assert target.exists() and not os.path.lexists(link)
+    assert "Deleted 1 file(s), 0 B freed." in removed.output
+    assert f"Kept {target}: a link pointed to it" in removed.output
+    removed = runner.invoke(cli, ["models", "rm", "indir-Q8_0", "--delete-files"])
+    assert removed.exit_code == 0, removed.output
+    assert in_dir.exists() and "Deleted" not in removed.output
+    assert f"Kept {paths.models_dir() / 'dir' / 'indir-Q8_0.gguf'}: it is outside r1desk's folders." in removed.output
 
 
 def test_split_model_is_one_entry_through_its_first_part(lib: Library, tiny_split: list[Path], tmp_path: Path) -> None:
@@ -242,7 +307,7 @@ def test_scan_finds_models_of_every_app_without_copying(
     lm = place(tiny_r1, other_apps / ".lmstudio" / "models" / "lmstudio-community" / "tiny-GGUF" / "tiny-Q8_0.gguf")
     blob = ollama_store(place(tiny_r1, tmp_path / "ollama-src.gguf"), tiny_sha)
     # A manifest whose digest tries to leave the blob store is ignored.
-    evil = library.ollama_models_dir() / "manifests" / "registry.ollama.ai" / "library" / "evil" / "latest"
+    evil = paths.ollama_models_dir() / "manifests" / "registry.ollama.ai" / "library" / "evil" / "latest"
     evil.parent.mkdir(parents=True)
     evil.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
                                             "digest": "sha256:../../../../etc/passwd"}]}))
