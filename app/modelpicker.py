@@ -669,7 +669,7 @@ class ModelPicker(QDialog):
         self.scan_button.clicked.connect(self.scan)
         self.open_button = QPushButton(local)
         self.open_button.setIcon(theme.icon("folder"))
-        self.open_button.clicked.connect(window.open_model_file)
+        self.open_button.clicked.connect(self._open_file)
         buttons.addWidget(self.scan_button)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
@@ -704,6 +704,9 @@ class ModelPicker(QDialog):
         self.tabs.addTab(remote, "")
         self.retranslate()
         probe().request(self._hardware_ready)
+        # What the picker shows stays true: a model loaded or refused from here or elsewhere.
+        window.model_loaded.connect(self._model_changed)
+        window.model_load_failed.connect(self._load_failed)
 
     # Local models ------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -746,8 +749,31 @@ class ModelPicker(QDialog):
         self._check_worker.start()
 
     def _load(self, path: str) -> None:
+        """Load and close: the main window shows the loading, and an error where the user looks."""
         if self.window_.load_model(path) is not None:
+            self.hide()
+        else:
+            self._show_note(self.window_.notice.label.text() or self.tr("A model is loading already."), error=True)
+
+    def _open_file(self) -> None:
+        path = self.window_.choose_model_file()
+        if path:
+            self._load(path)
+
+    def _model_changed(self, _info: Any) -> None:
+        if self.isVisible():
             self.refresh()
+
+    def _load_failed(self, message: str) -> None:
+        if self.isVisible():
+            self.tabs.setCurrentIndex(0)
+            self._show_note(message, error=True)
+
+    def _show_note(self, text: str, *, error: bool = False) -> None:
+        self.local_note.setText(text)
+        self.local_note.setObjectName("MessageNotice" if error else "Muted")
+        self.local_note.style().unpolish(self.local_note)
+        self.local_note.style().polish(self.local_note)
 
     def scan(self) -> None:
         if self._scan_worker is not None:

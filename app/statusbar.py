@@ -95,6 +95,12 @@ class StatusBar(QStatusBar):
             return self.tr("the model process stopped ({detail})").format(detail=detail)
         return self.tr("the model process stopped")
 
+    def set_context_used(self, used: int | None) -> None:
+        """Tokens of the open conversation in the model's context (None: nothing to show)."""
+        n_ctx = self.context[1] if self.context else None
+        self.context = (int(used or 0), n_ctx) if n_ctx else None
+        self._show_context()
+
     def set_reply_stats(self, stats: dict) -> None:
         if stats.get("n_ctx"):
             self.context = (int(stats.get("context_used") or 0), int(stats["n_ctx"]))
@@ -118,12 +124,7 @@ class StatusBar(QStatusBar):
             self.model_label.setText(self.tr("Model: {model}").format(model=self.model_name))
         else:
             self.model_label.setText(self.tr("No model loaded"))
-        if self.context:
-            used, total = self.context
-            self.context_label.setText(self.tr("Context {used} / {total}").format(
-                used=f"{used:,}", total=f"{total:,}"))
-        else:
-            self.context_label.setText("")
+        self._show_context()
         self.context_label.setToolTip(self.tr("Tokens of the conversation the model holds in its context"))
         if self.tokens_per_second:
             self.speed_label.setText(self.tr("{tps} tokens/s").format(tps=f"{self.tokens_per_second:.1f}"))
@@ -132,6 +133,14 @@ class StatusBar(QStatusBar):
         if self.memory:
             self.memory_label.setText(self.tr("Memory {size}").format(size=human_bytes(self.memory)))
         self.memory_label.setToolTip(self.tr("Memory used by r1desk and its model process"))
+
+    def _show_context(self) -> None:
+        if self.context:
+            used, total = self.context
+            self.context_label.setText(self.tr("Context {used} / {total}").format(
+                used=f"{used:,}", total=f"{total:,}"))
+        else:
+            self.context_label.setText("")
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() == QEvent.Type.LanguageChange:

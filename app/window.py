@@ -53,6 +53,7 @@ class Reply:
     reasoning: list[str] = field(default_factory=list)
     content: list[str] = field(default_factory=list)
     finished: bool = False
+    context_used: int = 0  # prompt tokens, then one more per piece that arrives
 
 
 class NoticeBar(QFrame):
@@ -217,6 +218,7 @@ class MainWindow(QMainWindow):
         self.current_id = None
         self.chat_view.clear()
         self.sidebar.select(None)
+        self.status.set_context_used(0)
         self.composer.focus()
 
     def open_conversation(self, conversation_id: int) -> None:
@@ -243,6 +245,12 @@ class MainWindow(QMainWindow):
             reply.widget = widget
         elif reply is not None:
             reply.widget = None
+        if streaming_here:
+            self.status.set_context_used(reply.context_used)
+        else:
+            last = next((m.stats for m in reversed(messages) if m.role == "assistant" and m.stats.get("prompt_tokens")),
+                        {})
+            self.status.set_context_used((last.get("prompt_tokens") or 0) + (last.get("completion_tokens") or 0))
         self._update_actions()
         self.sidebar.select(conversation_id)
 
@@ -309,6 +317,7 @@ class MainWindow(QMainWindow):
             ChatError,
             ContentDelta,
             Loading,
+            PromptRead,
             Queued,
             ReasoningDelta,
             Started,
@@ -321,6 +330,11 @@ class MainWindow(QMainWindow):
         widget = reply.widget
         if isinstance(event, (ContentDelta, ReasoningDelta, Stats, ChatError)):
             self.status.clear_wait()
+        shown = reply.conversation_id == self.current_id
+        if isinstance(event, (ContentDelta, ReasoningDelta, PromptRead)):
+            reply.context_used = event.tokens if isinstance(event, PromptRead) else reply.context_used + 1
+            if shown:
+                self.status.set_context_used(reply.context_used)
         if isinstance(event, ContentDelta):
             reply.content.append(event.text)
             if widget is not None:
@@ -349,7 +363,8 @@ class MainWindow(QMainWindow):
             stats = event.to_dict()
             if widget is not None:
                 widget.finish(stats)
-            self.status.set_reply_stats(stats)
+            if shown:
+                self.status.set_reply_stats(stats)
             reply.finished = True
         elif isinstance(event, ChatError):
             if widget is not None:
@@ -400,21 +415,7 @@ class MainWindow(QMainWindow):
 
     def _load_and_register(self, model: str, options: Any) -> Any:
         """In a worker: load the model, and list it in the library if it came from elsewhere."""
-        info = self.chat.load_model(model, options)
-        from r1desk.engine.db.database import open_db
-        from r1desk.engine.errors import R1deskError
-        from r1desk.engine.models.library import Library
-
-        db = open_db()
-        try:
-            library = Library(db)
-            if library.by_path(info.path) is None:
-                library.register(info.path)
-        except R1deskError as exc:  # listing it is a convenience; the model is loaded anyway
-            log.info("could not add %s to the library: %s", info.path, exc)
-        finally:
-            db.conn.close()
-        return info
+        return self.chat.load_model(model, options, remember=True)
 
     def _model_loaded(self, info: Any) -> None:
         self.settings.set("app.last_model", info.path)
@@ -453,9 +454,13 @@ class MainWindow(QMainWindow):
         else:
             self.composer.set_disabled_reason(None)
 
-    def open_model_file(self) -> None:
+    def choose_model_file(self) -> str | None:
         path, _ = QFileDialog.getOpenFileName(self, self.tr("Open a GGUF model"), str(Path.home()),
                                               self.tr("GGUF models (*.gguf)"))
+        return path or None
+
+    def open_model_file(self) -> None:
+        path = self.choose_model_file()
         if path:
             self.load_model(path)
 

@@ -81,6 +81,15 @@ class Loading:
 
 
 @dataclass
+class PromptRead:
+    """The prompt is being read: ``tokens`` in all, ``cached`` of them already in the KV cache."""
+
+    tokens: int
+    cached: int = 0
+    dropped_turns: int = 0
+
+
+@dataclass
 class ReasoningDelta:
     """More of the model's reasoning (the part inside <think>...</think>)."""
 
@@ -141,4 +150,4 @@ class Progress:
         return min(1.0, self.done / self.total)
 
 
-ChatEvent = Started | Queued | Loading | ReasoningDelta | ContentDelta | Stats | ChatError
+ChatEvent = Started | Queued | Loading | PromptRead | ReasoningDelta | ContentDelta | Stats | ChatError

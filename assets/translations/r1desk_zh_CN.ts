@@ -609,6 +609,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>还没有模型。可以在“下载”页下载一个，查找其他应用（LM Studio、Ollama、Hugging Face）已经下载的模型，或者打开一个 GGUF 文件。</translation>
     </message>
     <message>
+        <source>A model is loading already.</source>
+        <translation>已经有一个模型正在加载。</translation>
+    </message>
+    <message>
         <source>Looking for GGUF models on this computer…</source>
         <translation>正在这台电脑上查找 GGUF 模型…</translation>
     </message>

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from r1desk.engine.chat.history import History
-from r1desk.engine.errors import ModelLoadFailed, NotFound, R1deskError
+from r1desk.engine.errors import CorruptModel, ModelLoadFailed, ModelNotFound, NotFound, R1deskError
 from r1desk.engine.events import (
     CancelToken,
     ChatError,
     ContentDelta,
     Loading,
+    PromptRead,
     Queued,
     ReasoningDelta,
     Started,
@@ -71,6 +72,8 @@ def resolve_model(model: str | Path) -> Path:
     path = Path(model).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ModelNotFound(f"{model}: is a folder, not a GGUF file")
     from r1desk.engine.models import library
 
     return Path(library.resolve(str(model)))
@@ -147,8 +150,32 @@ class ChatService:
         self.host = host if host is not None else ModelHost()
 
     # Model --------------------------------------------------------------------------------
-    def load_model(self, model: str | Path, options: LoadOptions | None = None) -> ModelInfo:
-        return self.host.load(resolve_model(model), options)
+    def load_model(self, model: str | Path, options: LoadOptions | None = None, *,
+                   remember: bool = False) -> ModelInfo:
+        """Load a model file or library name; ``remember`` lists a file from elsewhere in the library.
+
+        The model is then called by its library name (or its file name), the same name
+        everywhere, not by the name written inside the file.
+        """
+        from r1desk.engine.models.library import Library, default_name
+
+        path = resolve_model(model)
+        library = Library(self.history.db)
+        try:
+            info = self.host.load(path, options)
+        except CorruptModel as exc:
+            # "Download it again" is advice only for a file r1desk downloaded.
+            known = library.by_path(path)
+            exc.downloaded = known is not None and known.origin == "hub"
+            raise
+        known = library.by_path(info.path)
+        if known is None and remember:
+            try:
+                known = library.register(info.path)
+            except R1deskError:  # listing it is a convenience; the model is loaded anyway
+                known = None
+        info.name = known.name if known is not None else default_name(Path(info.path))
+        return info
 
     @property
     def loaded(self) -> ModelInfo | None:
@@ -199,8 +226,7 @@ class ChatService:
         msg = self.history.get_message(message_id)
         if msg.role != "user":
             raise R1deskError("only your own messages can be edited")
-        self.history.delete_from(message_id)
-        user_id = self.history.add_message(msg.conversation_id, "user", text)
+        user_id = self.history.replace_from(message_id, text)  # one transaction: all or nothing
         yield from self._reply(msg.conversation_id, user_id, params, token)
 
     def _require_model(self) -> ModelInfo:
@@ -220,7 +246,11 @@ class ChatService:
         last_save = time.monotonic()
         status = "interrupted"
         stats: dict[str, Any] = {}
-        stream = self.host.chat(messages, resolved, cancel=token)
+        asked = time.monotonic()
+        first_token: float | None = None
+        reloaded = False
+        # R1 distills whose template does not open the reasoning get "<think>\n" to start with.
+        stream = self.host.chat(messages, dict(resolved, open_thinking=model.is_r1), cancel=token)
         try:
             for event in stream:
                 kind = event[0]
@@ -228,8 +258,14 @@ class ChatService:
                     yield Queued(event[1])
                     continue
                 if kind == "loading":
+                    reloaded = True
                     yield Loading(event[1], model.name, event[2])
                     continue
+                if kind == "rendered":
+                    yield PromptRead(event[1], event[3], event[2])
+                    continue
+                if first_token is None and kind in ("c", "r"):
+                    first_token = time.monotonic()
                 if kind == "c":
                     content.append(event[1])
                     yield ContentDelta(event[1])
@@ -255,6 +291,11 @@ class ChatService:
                 self.history.finish_reply(message_id, "".join(content), "".join(reasoning), "interrupted")
         finish = stats.get("finish_reason", "stop")
         status = "cancelled" if finish == "cancelled" else "complete"
+        if first_token is not None:
+            # The wait the user saw: queue and reload included, not only the prompt's evaluation.
+            stats["ttft_ms"] = (first_token - asked) * 1000
+        if reloaded:
+            stats["notes"] = [*stats.get("notes", []), "the model was reloaded before this reply"]
         known = {f.name for f in fields(Stats)}
         result = Stats(**{k: v for k, v in stats.items() if k in known})
         self.history.finish_reply(message_id, "".join(content), "".join(reasoning), status, asdict(result))

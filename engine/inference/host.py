@@ -81,11 +81,12 @@ class ModelInfo:
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     file_size: int = 0
+    internal_name: str = ""  # general.name inside the file; ``name`` is what the user sees
 
     @property
     def is_r1(self) -> bool:
         """A DeepSeek-R1 distill: R1's recommended sampling and prompting apply."""
-        text = f"{self.name} {Path(self.path).name}".lower()
+        text = f"{self.internal_name or self.name} {Path(self.path).name}".lower()
         return "deepseek-r1" in text.replace(" ", "-") or ("r1" in text and self.is_reasoning)
 
     def to_dict(self) -> dict[str, Any]:
@@ -518,7 +519,7 @@ class _Core:
             n_ctx_train=data["n_ctx_train"], n_vocab=data["n_vocab"], is_reasoning=data["is_reasoning"],
             chat_template_sha256=data["chat_template_sha256"], n_gpu_layers=data["n_gpu_layers"],
             load_seconds=data["load_seconds"], sampling=data["sampling"], warnings=data["warnings"],
-            options=resolved, file_size=Path(path).stat().st_size,
+            options=resolved, file_size=Path(path).stat().st_size, internal_name=data["name"],
         )
         self.load_args = (path, options)
         self.reload_reason = None

@@ -9,7 +9,7 @@ import pytest
 from r1desk.app.modelpicker import MemoryPicture, fit_kind
 from r1desk.app.qt import Qt
 
-from tests.app.conftest import described_machine, send
+from tests.app.conftest import described_machine, load, send
 from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 from tests.support.models import tiny_r1_expected
 
@@ -109,3 +109,50 @@ def test_cancelled_download_says_so_and_resumes(make_window, fake_hub, tiny_r1, 
         qtbot.mouseClick(card.download_button, Qt.MouseButton.LeftButton)
     # The second run fetched only what was missing.
     assert fake_hub.bytes_served(name) < size * 1.1
+
+
+@pytest.mark.slow
+def test_the_picker_closes_on_load_and_shows_the_new_model_when_reopened(make_window, qtbot, smollm2, tiny_r1):
+    from r1desk.engine.models.library import Library
+
+    window = make_window()
+    library = Library(window.history.db)
+    for path in (smollm2, tiny_r1):
+        library.register(path)
+    load(qtbot, window, smollm2)
+    window.show_model_picker()
+    picker = window._dialogs["models"]
+    rows = {Path(r.model.path).name: r for r in _rows(picker)}
+    assert rows[smollm2.name].loaded and not rows[tiny_r1.name].loaded
+    with qtbot.waitSignal(window.model_loaded, timeout=60_000):
+        rows[tiny_r1.name].load_button.click()
+        assert not picker.isVisible()  # closed at once: the main window shows the loading
+    window.show_model_picker()
+    rows = {Path(r.model.path).name: r for r in _rows(picker)}
+    assert rows[tiny_r1.name].loaded and not rows[smollm2.name].loaded
+
+
+def test_a_load_error_shows_where_the_user_is_looking(make_window, qtbot, tmp_path):
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("not a model\n" * 10)
+    window = make_window()
+    window.show_model_picker()
+    picker = window._dialogs["models"]
+    with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
+        picker._load(str(bad))
+    assert not picker.isVisible() and window.notice.isVisible()
+    assert "This file is not a GGUF model." in window.notice.label.text()
+    # A load started elsewhere while the picker is open (a finished download, say) reports in the picker.
+    window.show_model_picker()
+    with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
+        window.load_model(str(bad))
+    assert picker.isVisible() and "This file is not a GGUF model." in picker.local_note.text()
+    assert picker.local_note.objectName() == "MessageNotice"
+
+
+def _rows(picker):
+    from r1desk.app.modelpicker import LocalModelRow
+
+    layout = picker.local_list
+    return [layout.itemAt(i).widget() for i in range(layout.count())
+            if isinstance(layout.itemAt(i).widget(), LocalModelRow)]

@@ -226,3 +226,43 @@ def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r
     assert any(t.startswith("Reloading ") and "the model process stopped" in t for t in shown), shown
     assert window.status.model_label.text().startswith("Model: ")
     assert (reply.widget.reasoning, reply.widget.text) == tiny_r1_expected()
+    # The first-token time is the wait the user saw, the reload included.
+    stats = reply.widget.stats
+    assert stats["ttft_ms"] >= window.chat.host.info.load_seconds * 1000
+    assert "the model was reloaded before this reply" in stats["notes"]
+
+
+@pytest.mark.slow
+def test_the_context_counter_follows_the_conversation_and_the_stream(make_window, tiny_r1, qtbot):
+    window = make_window(**GREEDY)
+    load(qtbot, window, tiny_r1)
+    reply = send(qtbot, window, "hi")
+    seen = []
+    reply.worker.yielded.connect(lambda _e: seen.append(window.status.context[0]))
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    assert len(set(seen)) > 10, "the count did not move while the reply streamed"
+    used = window.status.context[0]
+    assert used == reply.widget.stats["context_used"] > 0
+    assert window.status.context_label.text() == f"Context {used:,} / 1,024"
+    first = window.current_id
+    window.new_conversation()
+    assert window.status.context[0] == 0
+    window.open_conversation(first)
+    assert window.status.context[0] == used
+
+
+@pytest.mark.slow
+def test_one_name_per_model_everywhere(make_window, smollm2, qtbot):
+    """The header, the status bar, the library and the history call the model by one name."""
+    from r1desk.engine.models.library import Library
+
+    window = make_window(**GREEDY, **{"chat.max_tokens": 5})
+    info = load(qtbot, window, smollm2)
+    listed = Library(window.history.db).by_path(smollm2)
+    assert listed is not None and info.name == listed.name == "SmolLM2-135M-Instruct.Q4_1"
+    assert window.model_button.text() == info.name
+    assert window.status.model_label.text() == f"Model: {info.name}"
+    send(qtbot, window, PARIS)
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    assert window.history.get_conversation(window.current_id).model == info.name
+    assert info.internal_name != info.name  # the file's own general.name is kept, not shown

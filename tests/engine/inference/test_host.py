@@ -76,8 +76,39 @@ def test_second_turn_reuses_kv_cache_and_drops_reasoning(service: ChatService, t
     # The earlier reply goes back as its answer only: <bos><User>hi<Assistant>answer<eos><User>again<Assistant>
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": first["answer"]},
                {"role": "user", "content": "again"}]
-    assert st.prompt_tokens == service.host.count_tokens(history)
+    # ... then "<think>\n" (2 tokens) opens the reasoning, as DeepSeek advises for R1.
+    assert st.prompt_tokens == service.host.count_tokens(history) + 2
     assert st.cached_tokens >= 4  # everything up to the first reply was already evaluated
+
+
+@pytest.mark.parametrize("opens", [False, True])
+def test_r1_thinks_visibly_whether_or_not_its_template_opens_the_thinking(
+        service: ChatService, tiny_r1: Path, tmp_path: Path, opens: bool) -> None:
+    """The real R1-Distill template ends at <｜Assistant｜>; newer ones add "<think>\n" themselves.
+
+    Either way the reply starts inside the reasoning, "<think>" is never doubled, and reasoning
+    and answer are split exactly.
+    """
+    from r1desk.engine.gguf.header import read_header
+
+    template = read_header(tiny_r1).chat_template
+    assert template.endswith("{{'<｜Assistant｜>'}}{% endif %}")  # the real template, as shipped
+    model = tiny_r1
+    if opens:
+        opened = template.replace("{{'<｜Assistant｜>'}}", "{{'<｜Assistant｜><think>\\n'}}")
+        assert opened != template
+        model = with_template(tiny_r1, tmp_path / "opens-think.gguf", opened)
+    service.load_model(model, LoadOptions(n_ctx=512))
+    out = collect(service.send(None, "hi"))
+    reasoning, answer = tiny_r1_expected()
+    assert (out["reasoning"], out["answer"]) == (reasoning, answer)
+    plain = service.host.count_tokens([{"role": "user", "content": "hi"}])
+    # The prompt ends in "<think>\n" exactly once: added by r1desk, or already there.
+    assert out["stats"].prompt_tokens == plain + (0 if opens else 2)
+    # The model never emitted "<think>\n" itself: the reasoning, "</think>", "\n\n" and the answer.
+    from tests.support.models import R1_ANSWER, R1_REASONING
+
+    assert out["stats"].completion_tokens == len(R1_REASONING) + 2 + len(R1_ANSWER)
 
 
 def test_reasoning_budget_closes_thinking(service: ChatService, tiny_r1: Path) -> None:
