@@ -8,7 +8,7 @@ again; reasoning and open code blocks are appended as plain text.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from r1desk.app import theme
 from r1desk.app.i18n import translate
@@ -496,7 +496,7 @@ class MessageWidget(QFrame):
         self.model = model
         self.streaming = False
         self.status = "complete"
-        self.error: str | None = None
+        self._error: str | Callable[[], str] | None = None
         self.stats: dict[str, Any] = {}
         self.setObjectName("MessageUser" if role == "user" else "MessageAssistant")
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
@@ -599,7 +599,16 @@ class MessageWidget(QFrame):
         self.retranslate()
         self._update_actions()
 
-    def fail(self, message: str) -> None:
+    @property
+    def error(self) -> str | None:
+        """The error in the current language (re-worded when the language changes)."""
+        return self._error() if callable(self._error) else self._error
+
+    @error.setter
+    def error(self, value: str | Callable[[], str] | None) -> None:
+        self._error = value
+
+    def fail(self, message: str | Callable[[], str]) -> None:
         if self.content is not None:
             self.content.finish()
         if self.thinking is not None and self.thinking.state == "thinking":

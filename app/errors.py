@@ -30,11 +30,52 @@ def headline(kind: str) -> str | None:
     return texts.get(kind)
 
 
-def describe(kind: str, detail: str, *, downloaded: bool = False) -> str:
-    """The headline (when the kind is known) followed by the engine's own detail.
+def from_facts(kind: str, facts: dict) -> str | None:
+    """The whole message in the current language, when the engine gave the facts to word it."""
+    cause = facts.get("cause")
+    if kind == "Offline" and cause:
+        why = {
+            "dns": translate("Errors", "its name could not be looked up"),
+            "refused": translate("Errors", "it refused the connection"),
+            "timeout": translate("Errors", "it did not answer in time"),
+            "tls": translate("Errors", "the secure connection failed"),
+            "reset": translate("Errors", "the connection was cut"),
+            "unreachable": translate("Errors", "the network cannot reach it"),
+            "proxy": translate("Errors", "the proxy refused the connection"),
+            "server": translate("Errors", "it is not working right now"),
+        }.get(cause, translate("Errors", "the connection failed"))
+        server = facts.get("endpoint", "")
+        text = translate("Errors", "The download server {server} cannot be reached: {why}.").format(server=server, why=why)
+        if facts.get("mirror"):
+            advice = translate("Errors", "It is the server set in Settings › Downloads: check its address there, "
+                                         "or clear it to use huggingface.co.")
+        else:
+            advice = translate("Errors", "Check the network connection, or set a mirror such as "
+                                         "https://hf-mirror.com in Settings › Downloads.")
+        return f"{text} {advice}"
+    if kind == "HostCrashed" and cause:
+        why = {
+            "out-of-memory": translate("Errors", "the system ran out of memory and ended it"),
+            "killed": translate("Errors", "another program or the user ended it"),
+            "abort": translate("Errors", "llama.cpp stopped on an internal error"),
+            "crash": translate("Errors", "llama.cpp crashed"),
+            "hung": translate("Errors", "it stopped answering"),
+        }.get(cause, translate("Errors", "it ended ({how})").format(how=facts.get("signal") or facts.get("code")))
+        return translate("Errors", "The model stopped unexpectedly: {why}. It starts again with the next message.").format(
+            why=why)
+    return None
 
-    ``downloaded``: the damaged file is one r1desk downloaded, so downloading it again helps.
+
+def describe(kind: str, detail: str, *, downloaded: bool = False, facts: dict | None = None) -> str:
+    """The message for an engine error in the current language.
+
+    From the error's facts when the engine gave them; otherwise a translated headline per kind,
+    then the engine's own detail. ``downloaded``: the damaged file is one r1desk downloaded, so
+    downloading it again helps.
     """
+    worded = from_facts(kind, facts or {})
+    if worded is not None:
+        return worded
     head = headline(kind)
     if head and downloaded:
         head += " " + translate("Errors", "Download it again from the model picker.")
@@ -46,7 +87,8 @@ def user_message(exc: BaseException) -> str:
     from r1desk.engine.errors import R1deskError
 
     if isinstance(exc, R1deskError):
-        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-        return describe(type(exc).__name__, f"{exc}{hint}", downloaded=getattr(exc, "downloaded", False))
+        # The engine's hints are the command line's advice (flags, commands): a window gives its own.
+        return describe(type(exc).__name__, str(exc), downloaded=getattr(exc, "downloaded", False),
+                        facts=getattr(exc, "facts", None))
     return translate("Errors", "Something went wrong inside r1desk ({kind}: {error}). Details are in the log.").format(
         kind=type(exc).__name__, error=str(exc)[:200])

@@ -268,7 +268,7 @@ class DownloadJob(QObject):
         self.pull = Pull(repo, filename=filename)
         self.last: Any = None
         self.model: Any = None
-        self.error: str | None = None
+        self.exc: BaseException | None = None
         self.state = "running"  # running | done | failed | cancelled
         self.worker = GeneratorWorker(self._run, cancel=self.pull.cancel)
         self.worker.yielded.connect(self._progress)
@@ -303,8 +303,13 @@ class DownloadJob(QObject):
             self.cancelled.emit()
             return
         self.state = "failed"
-        self.error = user_message(exc)
+        self.exc = exc
         self.failed.emit(self.error)
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed, in the current language."""
+        return user_message(self.exc) if self.exc is not None else None
 
 
 class Downloads(QObject):
@@ -531,15 +536,21 @@ class OfferCard(QFrame):
     def _done(self, model: Any) -> None:
         self._finished()
         self.download_button.setVisible(False)
-        self.status.setText(self.tr("Downloaded and checked. Loading it…"))
+        self._set_status(lambda: self.tr("Downloaded and checked. Loading it…"))
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, _message: str) -> None:
         self._finished()
-        self.status.setText(self.tr("The download failed: {error}").format(error=message))
+        job = self.job
+        self._set_status(lambda: self.tr("The download failed: {error}").format(error=job.error))
 
     def _cancelled(self) -> None:
         self._finished()
-        self.status.setText(self.tr("Download stopped. Click Download to continue where it stopped."))
+        self._set_status(lambda: self.tr("Download stopped. Click Download to continue where it stopped."))
+
+    def _set_status(self, words) -> None:
+        """The card's status line; ``words`` is called again when the language changes."""
+        self._status_words = words
+        self.status.setText(words())
 
     def retranslate(self) -> None:
         offer = self.offer
@@ -554,6 +565,8 @@ class OfferCard(QFrame):
         self.why.setText(why_text(offer))
         self.download_button.setToolTip(self.tr("Download {name} ({size}) and load it").format(
             name=offer.label, size=size))
+        if getattr(self, "_status_words", None) is not None:
+            self.status.setText(self._status_words())
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() == QEvent.Type.LanguageChange:
@@ -860,9 +873,11 @@ class ModelPicker(QDialog):
         job.cancelled.connect(lambda: self.custom_progress.setVisible(False))
         job.done.connect(lambda _m: self.custom_progress.setVisible(False))
 
-    def _custom_failed(self, message: str) -> None:
+    def _custom_failed(self, _message: str) -> None:
         self.custom_progress.setVisible(False)
-        self.custom_status.setText(self.tr("The download failed: {error}").format(error=message))
+        job = self.custom_progress.job
+        self._custom_words = lambda: self.tr("The download failed: {error}").format(error=job.error)
+        self.custom_status.setText(self._custom_words())
         self.custom_status.setVisible(True)
 
     def _downloaded(self, model: Any) -> None:
@@ -893,6 +908,8 @@ class ModelPicker(QDialog):
         self.open_button.setText(self.tr("Open a GGUF file…"))
         self.repo_edit.setPlaceholderText(self.tr("Or type a model repository, e.g. bartowski/Qwen_Qwen3-4B-GGUF"))
         self.repo_button.setText(self.tr("Download"))
+        if getattr(self, "_custom_words", None) is not None:
+            self.custom_status.setText(self._custom_words())
         self._describe_machine()
 
     def changeEvent(self, event) -> None:  # noqa: N802

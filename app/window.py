@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from r1desk.app import i18n, theme
 from r1desk.app.chatview import ChatView, MessageWidget
@@ -77,18 +77,33 @@ class NoticeBar(QFrame):
         layout.addWidget(self.action)
         layout.addWidget(self.close_button)
         self._callback = None
+        self._text: str | Callable[[], str] | None = None
+        self._action_text: str | Callable[[], str] | None = None
         self.action.clicked.connect(self._act)
         self.setVisible(False)
 
-    def show_message(self, text: str, *, kind: str = "info", action: str | None = None, callback=None) -> None:
-        self.label.setText(text)
+    def show_message(self, text: str | Callable[[], str], *, kind: str = "info",
+                     action: str | Callable[[], str] | None = None, callback=None) -> None:
+        """Show ``text``; a callable is called again when the language changes, so the whole
+        message is always in the current language."""
+        self._text, self._action_text = text, action
         self.setProperty("kind", kind)
         self.style().unpolish(self)
         self.style().polish(self)
         self.action.setVisible(action is not None)
-        self.action.setText(action or "")
         self._callback = callback
+        self.retranslate()
         self.setVisible(True)
+
+    def retranslate(self) -> None:
+        text, action = self._text, self._action_text
+        self.label.setText(text() if callable(text) else (text or ""))
+        self.action.setText((action() if callable(action) else action) or "")
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
 
     def _act(self) -> None:
         callback, self._callback = self._callback, None
@@ -368,12 +383,14 @@ class MainWindow(QMainWindow):
             reply.finished = True
         elif isinstance(event, ChatError):
             if widget is not None:
-                widget.fail(describe(event.kind, event.message))
+                widget.fail(lambda e=event: describe(e.kind, e.message, facts=e.facts))
             reply.finished = True
 
     def _on_chat_error(self, exc: BaseException) -> None:
         reply = self.reply
-        message = user_message(exc)
+        def message() -> str:
+            return user_message(exc)
+
         if reply is not None and reply.widget is not None and not reply.finished:
             reply.widget.fail(message)
         if reply is not None:
@@ -426,12 +443,12 @@ class MainWindow(QMainWindow):
         self.model_loaded.emit(info)
 
     def _model_failed(self, exc: BaseException) -> None:
-        message = user_message(exc)
         self.status.set_model(self._model_name())
-        self.notice.show_message(self.tr("The model could not be loaded: {error}").format(error=message),
-                                 kind="error", action=self.tr("Choose another model"),
+        self.notice.show_message(lambda: self.tr("The model could not be loaded: {error}").format(
+                                     error=user_message(exc)),
+                                 kind="error", action=lambda: self.tr("Choose another model"),
                                  callback=self.show_model_picker)
-        self.model_load_failed.emit(message)
+        self.model_load_failed.emit(user_message(exc))
 
     def _load_finished(self) -> None:
         self.loading = None

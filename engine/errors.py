@@ -8,10 +8,13 @@ class R1deskError(Exception):
 
     hint: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, facts: dict | None = None):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        # What happened as data (a cause code, a server, a size), so an edge can say it in the
+        # user's language; ``str()`` stays the English line for the command line and logs.
+        self.facts: dict = dict(facts or {})
 
     def __str__(self) -> str:  # one line, always
         text = " ".join(str(self.args[0]).split()) if self.args else self.__class__.__name__

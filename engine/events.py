@@ -131,6 +131,7 @@ class ChatError:
 
     message: str
     kind: str = "error"
+    facts: dict[str, Any] = field(default_factory=dict)  # the error's facts, for wording in any language
 
 
 @dataclass

@@ -142,6 +142,82 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>无法转换该模型。</translation>
     </message>
     <message>
+        <source>its name could not be looked up</source>
+        <translation>无法解析它的域名</translation>
+    </message>
+    <message>
+        <source>it refused the connection</source>
+        <translation>它拒绝了连接</translation>
+    </message>
+    <message>
+        <source>it did not answer in time</source>
+        <translation>它没有及时响应</translation>
+    </message>
+    <message>
+        <source>the secure connection failed</source>
+        <translation>安全连接失败</translation>
+    </message>
+    <message>
+        <source>the connection was cut</source>
+        <translation>连接被中断</translation>
+    </message>
+    <message>
+        <source>the network cannot reach it</source>
+        <translation>网络无法到达它</translation>
+    </message>
+    <message>
+        <source>the proxy refused the connection</source>
+        <translation>代理服务器拒绝了连接</translation>
+    </message>
+    <message>
+        <source>it is not working right now</source>
+        <translation>它现在无法正常工作</translation>
+    </message>
+    <message>
+        <source>the connection failed</source>
+        <translation>连接失败</translation>
+    </message>
+    <message>
+        <source>The download server {server} cannot be reached: {why}.</source>
+        <translation>无法连接下载服务器 {server}：{why}。</translation>
+    </message>
+    <message>
+        <source>It is the server set in Settings › Downloads: check its address there, or clear it to use huggingface.co.</source>
+        <translation>这是在“设置 › 下载”中设置的服务器：请在那里检查它的地址，或清空它以使用 huggingface.co。</translation>
+    </message>
+    <message>
+        <source>Check the network connection, or set a mirror such as https://hf-mirror.com in Settings › Downloads.</source>
+        <translation>请检查网络连接，或在“设置 › 下载”中设置镜像，例如 https://hf-mirror.com。</translation>
+    </message>
+    <message>
+        <source>the system ran out of memory and ended it</source>
+        <translation>系统内存不足，结束了它</translation>
+    </message>
+    <message>
+        <source>another program or the user ended it</source>
+        <translation>它被其他程序或用户结束</translation>
+    </message>
+    <message>
+        <source>llama.cpp stopped on an internal error</source>
+        <translation>llama.cpp 因内部错误而停止</translation>
+    </message>
+    <message>
+        <source>llama.cpp crashed</source>
+        <translation>llama.cpp 崩溃了</translation>
+    </message>
+    <message>
+        <source>it stopped answering</source>
+        <translation>它停止了响应</translation>
+    </message>
+    <message>
+        <source>it ended ({how})</source>
+        <translation>它已结束（{how}）</translation>
+    </message>
+    <message>
+        <source>The model stopped unexpectedly: {why}. It starts again with the next message.</source>
+        <translation>模型意外停止：{why}。发送下一条消息时会重新启动。</translation>
+    </message>
+    <message>
         <source>Download it again from the model picker.</source>
         <translation>请在模型选择器中重新下载。</translation>
     </message>

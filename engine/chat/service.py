@@ -282,7 +282,7 @@ class ChatService:
         except R1deskError as exc:
             status = "error"
             self.history.finish_reply(message_id, "".join(content), "".join(reasoning), "error", error=str(exc))
-            yield ChatError(str(exc), type(exc).__name__)
+            yield ChatError(str(exc), type(exc).__name__, dict(exc.facts))
             return
         finally:
             stream.close()

@@ -110,32 +110,41 @@ def oom_kills(vmstat: str = "/proc/vmstat") -> int | None:
     return None
 
 
-def death_reason(code: int | None, *, oom_before: int | None = None, oom_after: int | None = None,
-                 available: float | None = None) -> str:
-    """How the model process ended, saying "out of memory" only on evidence.
-
-    Evidence: the kernel's OOM-kill counter went up while the process ran, or (without that
-    counter) less than 5% of RAM was available when it was found dead.
+def death_facts(code: int | None, *, oom_before: int | None = None, oom_after: int | None = None,
+                available: float | None = None) -> dict[str, Any]:
+    """How the model process ended, as facts: ``cause`` (out-of-memory, killed, abort, crash,
+    signal, exit, hung), ``signal`` and ``code``. "Out of memory" only on evidence: the kernel's
+    OOM-kill counter went up while the process ran, or (without that counter) less than 5% of
+    RAM was available when it was found dead.
     """
     if code is None:
-        return "stopped answering"
-    if code < 0:
-        sig = -code
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        if sig == signal.SIGKILL:
-            if oom_before is not None and oom_after is not None:
-                oom = oom_after > oom_before
-            else:
-                oom = available is not None and available < 0.05
-            if oom:
-                return f"was killed by the system because memory ran out ({name})"
-            return f"was killed ({name}) by another program or the user"
-        if sig == signal.SIGABRT:
-            return f"aborted inside llama.cpp ({name})"
-        if sig == signal.SIGSEGV:
-            return f"crashed inside llama.cpp ({name})"
-        return f"ended by signal {name}"
-    return f"exited with code {code}"
+        return {"cause": "hung"}
+    if code >= 0:
+        return {"cause": "exit", "code": code}
+    sig = -code
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+    if sig == signal.SIGKILL:
+        if oom_before is not None and oom_after is not None:
+            oom = oom_after > oom_before
+        else:
+            oom = available is not None and available < 0.05
+        return {"cause": "out-of-memory" if oom else "killed", "signal": name}
+    cause = {signal.SIGABRT: "abort", signal.SIGSEGV: "crash", signal.SIGBUS: "crash"}.get(sig, "signal")
+    return {"cause": cause, "signal": name}
+
+
+def death_reason(code: int | None, **evidence: Any) -> str:
+    """``death_facts`` in English words."""
+    facts = death_facts(code, **evidence)
+    cause, name = facts["cause"], facts.get("signal")
+    return {
+        "hung": "stopped answering",
+        "exit": f"exited with code {facts.get('code')}",
+        "out-of-memory": f"was killed by the system because memory ran out ({name})",
+        "killed": f"was killed ({name}) by another program or the user",
+        "abort": f"aborted inside llama.cpp ({name})",
+        "crash": f"crashed inside llama.cpp ({name})",
+    }.get(cause, f"ended by signal {name}")
 
 
 def default_threads() -> int:
@@ -203,10 +212,11 @@ class _Process:
         self.pid = self.popen.pid
         self.oom_kills_at_start = oom_kills()
 
-    def death_reason(self) -> str:
+    def death(self) -> tuple[str, dict[str, Any]]:
+        """(English reason, facts) of how this process ended."""
         vm = psutil.virtual_memory()
-        return death_reason(self.exitcode, oom_before=self.oom_kills_at_start, oom_after=oom_kills(),
-                            available=vm.available / vm.total)
+        evidence = dict(oom_before=self.oom_kills_at_start, oom_after=oom_kills(), available=vm.available / vm.total)
+        return death_reason(self.exitcode, **evidence), death_facts(self.exitcode, **evidence)
 
     def is_alive(self) -> bool:
         return self.popen.poll() is None
@@ -492,10 +502,11 @@ class _Core:
                 pass
             if not proc.is_alive():
                 proc.join(1)
-                reason = proc.death_reason()
+                reason, facts = proc.death()
                 self.kill()
                 self.reload_reason = ("crashed", reason)
-                crash = HostCrashed(f"the model process {reason}; it will be restarted on the next message")
+                crash = HostCrashed(f"the model process {reason}; it will be restarted on the next message",
+                                    facts=facts)
                 crash.reason = reason
                 raise crash
             if deadline is not None and time.monotonic() >= deadline:
@@ -539,7 +550,7 @@ class _Core:
         if self.reload_reason is not None:
             reason, detail = self.reload_reason
         else:  # ended while idle (killed from outside, say)
-            reason, detail = "crashed", (self.proc.death_reason() if self.proc else "stopped answering")
+            reason, detail = "crashed", (self.proc.death()[0] if self.proc else "stopped answering")
         if job is not None:
             job.put(("loading", reason, detail))
         path, options = self.load_args

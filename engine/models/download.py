@@ -323,6 +323,56 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
+_CAUSES = [  # what a network error's text says, in words, first match wins
+    ("dns", ("name or service not known", "nodename nor servname", "getaddrinfo", "errno -2", "errno -3",
+             "temporary failure in name resolution", "no address associated")),
+    ("refused", ("connection refused", "errno 111", "errno 61")),
+    ("timeout", ("timed out", "timeout")),
+    ("tls", ("ssl", "certificate", "tls")),
+    ("reset", ("connection reset", "broken pipe", "remote end closed", "ended early", "incomplete")),
+    ("unreachable", ("network is unreachable", "no route to host", "errno 101", "errno 113")),
+]
+CAUSE_WORDS = {
+    "dns": "its name could not be looked up",
+    "refused": "it refused the connection",
+    "timeout": "it did not answer in time",
+    "tls": "the secure connection failed",
+    "reset": "the connection was cut",
+    "unreachable": "the network cannot reach it",
+    "proxy": "the proxy refused the connection",
+    "server": "the server is not working right now",
+    "other": "the connection failed",
+}
+
+
+def network_cause(exc: BaseException) -> str:
+    """A cause code for a network failure (see CAUSE_WORDS), from the exception and its chain."""
+    import httpx2
+
+    if isinstance(exc, httpx2.ProxyError):
+        return "proxy"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timeout"
+    seen: BaseException | None = exc
+    texts = []
+    while seen is not None and len(texts) < 5:
+        texts.append(str(seen).lower())
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    for cause, needles in _CAUSES:
+        if any(n in text for n in needles):
+            return cause
+    return "other"
+
+
+def _unreachable(endpoint: str, exc: BaseException, what: str = "") -> Offline:
+    cause = network_cause(exc)
+    mirror = not _same_origin(endpoint, DEFAULT_ENDPOINT)
+    return Offline(f"cannot reach {endpoint}: {CAUSE_WORDS[cause]}" + (f" (while fetching {what})" if what else ""),
+                   hint="check the download server's address (--endpoint, or HF_ENDPOINT)" if mirror else MIRROR_HINT,
+                   facts={"endpoint": endpoint, "cause": cause, "mirror": mirror})
+
+
 @contextmanager
 def _hub_errors(endpoint: str, repo: str, filename: str | None = None) -> Iterator[None]:
     import httpx2
@@ -333,10 +383,8 @@ def _hub_errors(endpoint: str, repo: str, filename: str | None = None) -> Iterat
         yield
     except hf.OfflineModeIsEnabled:
         raise Offline(f"offline mode is on (HF_HUB_OFFLINE), so {what} cannot be fetched") from None
-    except httpx2.ProxyError as exc:
-        raise Offline(f"the proxy refused the connection to {endpoint} ({_reason(exc)})") from None
     except (httpx2.TransportError, httpx2.TimeoutException) as exc:
-        raise Offline(f"cannot reach {endpoint} ({_reason(exc)})", hint=MIRROR_HINT) from None
+        raise _unreachable(endpoint, exc) from None
     except hf.GatedRepoError:
         raise DownloadError(f"{repo} is gated: accept its terms on the hub's web page, then set an access token",
                             hint="r1desk settings → hub token, or HF_TOKEN") from None
@@ -350,7 +398,9 @@ def _hub_errors(endpoint: str, repo: str, filename: str | None = None) -> Iterat
         status = exc.response.status_code if exc.response is not None else "an error"
         if isinstance(status, int) and status >= 500:
             raise Offline(f"{endpoint} is not working right now (HTTP {status}) while fetching {what}",
-                          hint="try again later, or " + MIRROR_HINT) from None
+                          hint="try again later, or " + MIRROR_HINT,
+                          facts={"endpoint": endpoint, "cause": "server", "status": status,
+                                 "mirror": not _same_origin(endpoint, DEFAULT_ENDPOINT)}) from None
         raise DownloadError(f"{endpoint} refused {what} (HTTP {status})") from None
     except hf.FileMetadataError as exc:
         raise DownloadError(f"{endpoint} does not answer like a Hugging Face hub ({_reason(exc)[:120]})",

@@ -549,8 +549,31 @@ def test_offline_is_one_clear_line(fake_hub: FakeHub) -> None:
         port = s.getsockname()[1]
     with pytest.raises(Offline) as info:
         run(download.pull(ONE_REPO, endpoint=f"http://127.0.0.1:{port}"))
-    assert str(info.value).startswith(f"cannot reach http://127.0.0.1:{port}")
-    assert "\n" not in str(info.value) and "hf-mirror.com" in info.value.hint
+    assert str(info.value) == f"cannot reach http://127.0.0.1:{port}: it refused the connection"
+    assert info.value.facts == {"endpoint": f"http://127.0.0.1:{port}", "cause": "refused", "mirror": True}
+    # A mirror is already set: the advice is to check it, not to set one.
+    assert "hf-mirror.com" not in info.value.hint and "address" in info.value.hint
+
+
+@pytest.mark.parametrize("text, cause", [
+    ("[Errno -2] Name or service not known", "dns"),
+    ("[Errno -3] Temporary failure in name resolution", "dns"),
+    ("[Errno 111] Connection refused", "refused"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "tls"),
+    ("[Errno 101] Network is unreachable", "unreachable"),
+    ("something else entirely", "other"),
+])
+def test_network_failures_are_reduced_to_a_cause(text: str, cause: str) -> None:
+    import httpx2
+
+    try:
+        try:
+            raise OSError(text)
+        except OSError as inner:
+            raise httpx2.ConnectError("wrapped") from inner
+    except httpx2.ConnectError as exc:
+        assert download.network_cause(exc) == cause
+        assert download.CAUSE_WORDS[cause]
 
 
 def test_hf_hub_offline_refuses_before_any_request(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
