@@ -1,4 +1,4 @@
-"""Test set-up: every test gets its own R1DESK_HOME; real models come from tests/support."""
+"""Test set-up: every test gets its own R1DESK_HOME and home folder; real models come from tests/support."""
 
 from __future__ import annotations
 
@@ -7,14 +7,24 @@ from pathlib import Path
 
 import pytest
 
+# Imported while HOME is still the real one: the test models are cached under it (see cache_dir()).
+from tests.support import models  # noqa: F401
+from tests.support.home import own_home
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
 def r1desk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """r1desk's data folder for this test, inside a home folder of the test's own.
+
+    So a test never reads or writes the user's files: no models from their Hugging Face cache,
+    LM Studio or Ollama folders, no Qt settings, no hub token.
+    """
     home = tmp_path / "r1desk-home"
     monkeypatch.setenv("R1DESK_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    own_home(tmp_path / "user-home", monkeypatch)
     return home
 
 

@@ -28,8 +28,10 @@ def llama_wheel() -> Path:
     given = os.environ.get("R1DESK_LLAMA_WHEEL")
     if given:
         return Path(given)
+    from tests.support.models import REAL_ENVIRON  # each test has a home of its own; the cache is the real one
+
     version = metadata.version("llama-cpp-python")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(REAL_ENVIRON.get("XDG_CACHE_HOME") or Path(REAL_ENVIRON.get("HOME", str(Path.home()))) / ".cache")
     found = sorted(glob.glob(str(cache / "r1desk-build" / "llama-cpp-python" / "*" / f"llama_cpp_python-{version}-*.whl")))
     if not found:
         pytest.skip("no compiled llama-cpp-python wheel: run installer/setup.sh test")

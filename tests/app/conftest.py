@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from r1desk.app import workers
-from r1desk.app.qt import QApplication, QEvent
+from r1desk.app.qt import QApplication, QEvent, QSettings
 
 
 class Windows:
@@ -48,12 +50,28 @@ class Windows:
 
 @pytest.fixture(autouse=True)
 def fresh_gui_state():
-    """Forget the detected hardware and running downloads between tests."""
-    yield
-    from r1desk.app import hardware, modelpicker
+    """Qt settings of the test's own; afterwards, pass or fail, no trace of the test is left.
 
-    hardware._probe = None
-    modelpicker._downloads = None
+    The language goes back to English and the theme to light (the calls build_window makes, which
+    need a QApplication), and the detected hardware and running downloads are forgotten, so a test
+    that switched to Chinese or dark, or failed half-way, does not change the next one.
+    """
+    # Qt works out where QSettings files live once per process, so the test's XDG_CONFIG_HOME
+    # (tests/conftest.py) is handed to it for every test.
+    for kind in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(kind, QSettings.Scope.UserScope, os.environ["XDG_CONFIG_HOME"])
+    try:
+        yield
+    finally:
+        from r1desk.app import hardware, i18n, modelpicker, theme
+
+        hardware._probe = None
+        modelpicker._downloads = None
+        if QApplication.instance() is not None:
+            try:
+                i18n.install("en")
+            finally:
+                theme.apply("light")
 
 
 CPU_16GB = {"name": "cpu-16", "ram_total": "16 GiB", "ram_available": "14 GiB",

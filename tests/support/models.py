@@ -34,11 +34,18 @@ R1_REASONING = ["Okay", ",", "Ġthe", "Ġuser", "Ġasks", "Ġsomething", ".", "�
 R1_ANSWER = ["The", "Ġanswer", "Ġis", "Ġ", "4", "2", ";", "ä½łå¥½"]
 
 
+# Taken when this module is first imported (tests/conftest.py imports it before any test runs),
+# since every test then gets a home folder of its own: the models stay cached in the real home,
+# and pip runs with the real home's configuration and cache.
+REAL_ENVIRON = dict(os.environ)
+_CACHE = (Path(REAL_ENVIRON["R1DESK_TEST_CACHE"]) if REAL_ENVIRON.get("R1DESK_TEST_CACHE")
+          else Path.home() / ".cache" / "r1desk-tests").absolute()
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("R1DESK_TEST_CACHE")
-    path = Path(root) if root else Path.home() / ".cache" / "r1desk-tests"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where the test models are kept between runs: ``R1DESK_TEST_CACHE``, else ~/.cache/r1desk-tests."""
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    return _CACHE
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:
@@ -46,7 +53,7 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
          "--disable-pip-version-check", "-d", str(dest), requirement],
-        check=True,
+        check=True, env=REAL_ENVIRON,
     )
     name = requirement.split("==")[0].replace("-", "_").lower()
     wheels = [p for p in dest.glob("*.whl") if p.name.lower().startswith(name)]
