@@ -99,6 +99,13 @@ class Composer(QWidget):
         row.addWidget(self.edit, 1)
         row.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addWidget(frame)
+        # What sending this message would do to the context, once it is long enough to matter.
+        self.budget_label = QLabel(self)
+        self.budget_label.setObjectName("ComposerBudget")
+        self.budget_label.setWordWrap(True)
+        self.budget_label.setVisible(False)
+        outer.addWidget(self.budget_label)
+        self._too_long = False
         self.retranslate()
         self._update()
 
@@ -109,7 +116,18 @@ class Composer(QWidget):
 
     @property
     def can_send(self) -> bool:
-        return self._reason is None and not self._generating and bool(self.edit.toPlainText().strip())
+        return (self._reason is None and not self._generating and not self._too_long
+                and bool(self.edit.toPlainText().strip()))
+
+    def set_budget(self, text: str | None, *, too_long: bool = False) -> None:
+        """Say what sending would do (``None`` hides it); ``too_long`` turns sending off."""
+        self.budget_label.setText(text or "")
+        self.budget_label.setVisible(bool(text))
+        self.budget_label.setProperty("kind", "error" if too_long else "info")
+        self.budget_label.style().unpolish(self.budget_label)
+        self.budget_label.style().polish(self.budget_label)
+        self._too_long = too_long
+        self._update()
 
     def set_generating(self, on: bool) -> None:
         self._generating = on

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta
 from typing import Any
 
 from r1desk.app import theme
 from r1desk.app.qt import (
     QAbstractItemView,
+    QApplication,
     QEvent,
     QFrame,
     QHBoxLayout,
@@ -16,9 +18,16 @@ from r1desk.app.qt import (
     QListWidget,
     QListWidgetItem,
     QMenu,
+    QPalette,
     QPushButton,
+    QRect,
+    QSize,
+    QStyle,
     Qt,
+    QTextDocument,
+    QtGui,
     QTimer,
+    QtWidgets,
     QVBoxLayout,
     QWidget,
     Signal,
@@ -26,7 +35,59 @@ from r1desk.app.qt import (
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
+HTML_ROLE = Qt.ItemDataRole.UserRole + 2  # a search hit: title and snippet as rich text
 UNDO_SECONDS = 10
+SEARCH_LIMIT = 100
+
+
+class HitDelegate(QtWidgets.QStyledItemDelegate):
+    """Draws a search hit as rich text, so that the matched words stand out; other rows as usual."""
+
+    def _document(self, option, index, width: int) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDocumentMargin(0)
+        doc.setDefaultFont(option.font)
+        doc.setHtml(index.data(HTML_ROLE))
+        doc.setTextWidth(max(width, 40))
+        return doc
+
+    def _text_rect(self, option, rect: QRect) -> QRect:
+        """Where the style sheet's padding leaves room for text in a row at ``rect``."""
+        opt = QtWidgets.QStyleOptionViewItem(option)
+        opt.rect = rect
+        opt.text = ""
+        opt.features &= ~QtWidgets.QStyleOptionViewItem.ViewItemFeature.HasDecoration
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        return style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, opt, opt.widget)
+
+    def paint(self, painter, option, index) -> None:
+        if index.data(HTML_ROLE) is None:
+            super().paint(painter, option, index)
+            return
+        opt = QtWidgets.QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        rect = self._text_rect(option, option.rect)
+        doc = self._document(opt, index, rect.width())
+        context = QtGui.QAbstractTextDocumentLayout.PaintContext()
+        context.palette.setColor(QPalette.ColorRole.Text, theme.color("text"))
+        painter.save()
+        painter.translate(rect.topLeft())
+        painter.setClipRect(QRect(0, 0, rect.width(), rect.height()))
+        doc.documentLayout().draw(painter, context)
+        painter.restore()
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override
+        if index.data(HTML_ROLE) is None:
+            return super().sizeHint(option, index)
+        view = option.widget
+        width = view.viewport().width() if view is not None else 240
+        outer = QRect(0, 0, width, 1000)
+        inner = self._text_rect(option, outer)
+        doc = self._document(option, index, inner.width())
+        return QSize(width, int(doc.size().height() + 0.99) + outer.height() - inner.height())
 
 
 class Sidebar(QFrame):
@@ -41,6 +102,7 @@ class Sidebar(QFrame):
         self.setObjectName("Sidebar")
         self.history = history
         self.current_id: int | None = None
+        self.current_message_id: int | None = None  # the search hit last opened
         self._deleted: list[int] = []
         self._refreshing = False
         layout = QVBoxLayout(self)
@@ -66,6 +128,9 @@ class Sidebar(QFrame):
         self.list.itemChanged.connect(self._renamed)
         self.list.setWordWrap(True)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setItemDelegate(HitDelegate(self.list))
+        self.list.setResizeMode(QtWidgets.QListView.ResizeMode.Adjust)  # hits re-wrap to the new width
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long titles elide
         layout.addWidget(self.list, 1)
         self.undo_bar = QFrame(self)
         self.undo_bar.setObjectName("Notice")
@@ -131,19 +196,50 @@ class Sidebar(QFrame):
             self._heading(self.tr("No conversations yet"))
 
     def _fill_search(self, text: str) -> None:
-        hits = self.history.search(text, limit=100)
+        hits = self.history.search(text, limit=SEARCH_LIMIT + 1)
         if not hits:
             self._heading(self.tr("Nothing found"))
             return
-        self._heading(self.tr("{n} messages found").format(n=len(hits)))
-        for hit in hits:
+        self._heading(self.found(len(hits[:SEARCH_LIMIT]), more=len(hits) > SEARCH_LIMIT))
+        for hit in hits[:SEARCH_LIMIT]:
             title = hit.get("title") or self.tr("New conversation")
-            snippet = " ".join(str(hit.get("snippet") or "").split())
-            item = QListWidgetItem(f"{title}\n{snippet}")
+            item = QListWidgetItem(f"{title}\n{hit['snippet']}")
             item.setData(ID_ROLE, hit["conversation_id"])
             item.setData(MESSAGE_ROLE, hit["id"])
-            item.setToolTip(snippet)
+            item.setData(HTML_ROLE, self._hit_html(title, hit))
+            item.setToolTip(hit["snippet"])
             self.list.addItem(item)
+            if hit["id"] == self.current_message_id:
+                item.setSelected(True)
+                self.list.setCurrentItem(item)
+
+    def found(self, n: int, *, more: bool = False) -> str:
+        """How many messages the search found, in words."""
+        if more:
+            return self.tr("More than {n} messages found").format(n=n)
+        if n == 1:
+            return self.tr("1 message found")
+        return self.tr("{n} messages found").format(n=n)
+
+    def _hit_html(self, title: str, hit: dict[str, Any]) -> str:
+        """The title, then the snippet with its matches in bold; the message's text is escaped."""
+        colors = theme.colors()
+        snippet, parts, at = hit["snippet"], [], 0
+        for start, end in hit["matches"]:
+            parts.append(html.escape(snippet[at:start]))
+            parts.append(f'<span style="font-weight:700; color:{colors["accent"]};">'
+                         f"{html.escape(snippet[start:end])}</span>")
+            at = end
+        parts.append(html.escape(snippet[at:]))
+        notes = []
+        if hit.get("field") == "reasoning":
+            notes.append(self.tr("in the thinking"))
+        if hit.get("count", 1) > 1:
+            notes.append(self.tr("{n} matches").format(n=hit["count"]))
+        head = html.escape(title)
+        if notes:
+            head += f' <span style="color:{colors["muted"]};">· {html.escape(" · ".join(notes))}</span>'
+        return f'<div>{head}</div><div style="color:{colors["muted"]};">{"".join(parts)}</div>'
 
     def _heading(self, text: str) -> None:
         item = QListWidgetItem(text)
@@ -174,12 +270,15 @@ class Sidebar(QFrame):
                 if self.list.item(i).data(ID_ROLE) is not None]
 
     def select(self, conversation_id: int | None) -> None:
+        if conversation_id != self.current_id:
+            self.current_message_id = None
         self.current_id = conversation_id
         self._refreshing = True
         try:
             self.list.clearSelection()
             for item in self.items():
-                if item.data(ID_ROLE) == conversation_id and item.data(MESSAGE_ROLE) is None:
+                message_id = item.data(MESSAGE_ROLE)
+                if item.data(ID_ROLE) == conversation_id and message_id in (None, self.current_message_id):
                     item.setSelected(True)
                     self.list.setCurrentItem(item)
         finally:
@@ -198,6 +297,7 @@ class Sidebar(QFrame):
             return
         message_id = item.data(MESSAGE_ROLE)
         self.current_id = conversation_id
+        self.current_message_id = message_id
         if message_id is not None:
             self.message_selected.emit(conversation_id, message_id)
         else:

@@ -42,6 +42,10 @@ from r1desk.app.workers import GeneratorWorker
 log = logging.getLogger(__name__)
 
 
+MEASURE_DELAY_MS = 400  # after the last keystroke
+MEASURE_FROM_CHARS = 2000  # shorter messages always fit; no need to count them
+
+
 @dataclass
 class Reply:
     """The reply being generated: its worker, its widget and what has arrived so far."""
@@ -158,6 +162,15 @@ class MainWindow(QMainWindow):
         self.composer.stop_requested.connect(self.stop)
         self.composer.choose_model_requested.connect(self.show_model_picker)
         column.addWidget(self.composer)
+        # The message's size against the context, counted by the model's tokenizer as it grows.
+        self._measure_timer = QTimer(self)
+        self._measure_timer.setSingleShot(True)
+        self._measure_timer.setInterval(MEASURE_DELAY_MS)
+        self._measure_timer.timeout.connect(self._measure)
+        self._measure_worker: GeneratorWorker | None = None
+        self._measured: tuple | None = None  # (conversation, text) the last budget is for
+        self._budget: Any = None
+        self.composer.edit.textChanged.connect(self._measure_timer.start)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.sidebar)
@@ -234,6 +247,7 @@ class MainWindow(QMainWindow):
         self.chat_view.clear()
         self.sidebar.select(None)
         self.status.set_context_used(0)
+        self._measure_timer.start()
         self.composer.focus()
 
     def open_conversation(self, conversation_id: int) -> None:
@@ -268,13 +282,52 @@ class MainWindow(QMainWindow):
             self.status.set_context_used((last.get("prompt_tokens") or 0) + (last.get("completion_tokens") or 0))
         self._update_actions()
         self.sidebar.select(conversation_id)
+        self._measure_timer.start()  # the same message weighs differently in another conversation
 
     def open_message(self, conversation_id: int, message_id: int) -> None:
+        """Open a conversation at one message (a search hit), with the searched text marked for a moment."""
         self.open_conversation(conversation_id)
-        for widget in self.chat_view.messages:
-            if widget.message_id == message_id:
-                QTimer.singleShot(0, lambda w=widget: self.chat_view.ensureWidgetVisible(w, 0, 40))
-                break
+        widget = next((w for w in self.chat_view.messages if w.message_id == message_id), None)
+        if widget is None:
+            return
+        found = self.sidebar.search.text().strip() if self.sidebar.searching else ""
+        # Once the view has laid the messages out: before that the message has no place yet.
+        QTimer.singleShot(0, widget, lambda: self._reveal_message(widget, found))
+
+    def _reveal_message(self, widget: MessageWidget, found: str) -> None:
+        from r1desk.app.qt import QApplication, QTextBrowser, QTextCharFormat, QTextEdit
+
+        if widget not in self.chat_view.messages:
+            return
+        mark = QTextCharFormat()
+        mark.setBackground(theme.color("accent"))
+        mark.setForeground(theme.color("accent_text"))
+        thinking = widget.thinking.body if widget.thinking is not None else None
+        browsers = [b for b in widget.findChildren(QTextBrowser) if b is not thinking]
+        marks: dict[Any, list[Any]] = {}
+        for browser in [*browsers, thinking] if found else []:
+            if browser is None or (browser is thinking and marks):
+                continue  # the answer's matches come first; the thinking only when the answer has none
+            cursor = browser.document().find(found)  # any case, as the search
+            while not cursor.isNull():
+                selection = QTextEdit.ExtraSelection()
+                selection.cursor, selection.format = cursor, mark
+                marks.setdefault(browser, []).append(selection)
+                cursor = browser.document().find(found, cursor)
+        if thinking in marks:
+            widget.thinking.button.setChecked(True)
+        for browser, selections in marks.items():
+            browser.setExtraSelections(selections)
+        # A message's height follows its width, so the layout settles in a few rounds.
+        for _ in range(8):
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        view = self.chat_view
+        view.ensureWidgetVisible(widget, 0, 40)
+        if marks:
+            browser, selections = next(iter(marks.items()))
+            at = browser.viewport().mapTo(view.widget(), browser.cursorRect(selections[0].cursor).center())
+            view.ensureVisible(at.x(), at.y(), 0, view.viewport().height() // 4)  # a long message: its match
+            QTimer.singleShot(2500, widget, lambda: [b.setExtraSelections([]) for b in marks])
 
     def _conversation_deleted(self, conversation_id: int) -> None:
         if self.reply is not None and self.reply.conversation_id == conversation_id:
@@ -285,6 +338,14 @@ class MainWindow(QMainWindow):
     # Sending -----------------------------------------------------------------------------
     def send(self, text: str) -> None:
         if self.reply is not None or self.chat.loaded is None:
+            return
+        key = (self.current_id, text)
+        if len(text) >= MEASURE_FROM_CHARS and self._measured != key and self.loading is None:
+            # Sent before the count came back: count now (the model is idle) and send only if it fits.
+            self._measured = key
+            self._show_budget(self.chat.measure(self.current_id, text, self.settings.sampling()))
+        if self._measured == key and self._budget is not None and self._budget.outcome == "too-long":
+            self.composer.set_text(text)  # nothing is sent or saved; the message stays to be shortened
             return
         self.chat_view.add_user(text)
         widget = self.chat_view.add_assistant(self._model_name())
@@ -471,6 +532,52 @@ class MainWindow(QMainWindow):
         else:
             self.composer.set_disabled_reason(None)
 
+    # The message's budget ------------------------------------------------------------------
+    def _measure(self) -> None:
+        text = self.composer.text().strip()
+        if len(text) < MEASURE_FROM_CHARS or self.chat.loaded is None:
+            self._show_budget(None)
+            return
+        if self.reply is not None or self.loading is not None or self._measure_worker is not None:
+            self._measure_timer.start()  # the model is busy: count once it is free
+            return
+        key = (self.current_id, text)
+        worker = GeneratorWorker(self.chat.measure, self.current_id, text, self.settings.sampling())
+        worker.returned.connect(lambda budget, key=key: self._measured_budget(key, budget))
+        worker.errored.connect(lambda exc: log.info("could not measure the message: %s", exc))
+        worker.finished.connect(lambda: setattr(self, "_measure_worker", None))
+        self._measure_worker = worker
+        worker.start()
+
+    def _measured_budget(self, key: tuple, budget: Any) -> None:
+        if key != (self.current_id, self.composer.text().strip()):
+            self._measure_timer.start()  # typed on meanwhile: this count is stale
+            return
+        self._measured = key
+        self._show_budget(budget)
+
+    def _show_budget(self, budget: Any) -> None:
+        self._budget = budget
+        self.composer.set_budget(self._budget_words(budget), too_long=budget is not None and budget.outcome == "too-long")
+
+    def _budget_words(self, budget: Any) -> str | None:
+        if budget is None:
+            return None
+        sizes = self.tr("This message is {n} tokens; with the conversation, {total} of the {ctx} the context holds.").format(
+            n=f"{budget.message_tokens:,}", total=f"{budget.prompt_tokens:,}", ctx=f"{budget.n_ctx:,}")
+        if budget.outcome == "fits":
+            return sizes if budget.prompt_tokens > budget.n_ctx // 4 else None
+        if budget.outcome == "drops-older":
+            return sizes + " " + self.tr("Older turns will be left out so that it fits.")
+        if budget.outcome == "little-room":
+            return sizes + " " + self.tr("It fits, but leaves less room for the answer than the reply limit.")
+        if budget.n_ctx < budget.n_ctx_train:
+            return sizes + " " + self.tr("It is too long to send: shorten it, or raise the context length in "
+                                         "Settings (this model was trained for {train} tokens).").format(
+                train=f"{budget.n_ctx_train:,}")
+        return sizes + " " + self.tr("It is too long to send: shorten it (this is the longest context the "
+                                     "model was trained for).")
+
     def choose_model_file(self) -> str | None:
         path, _ = QFileDialog.getOpenFileName(self, self.tr("Open a GGUF model"), str(Path.home()),
                                               self.tr("GGUF models (*.gguf)"))
@@ -552,6 +659,8 @@ class MainWindow(QMainWindow):
         self.settings_button.setToolTip(self.tr("Settings (Ctrl+,)"))
         self.notice.close_button.setToolTip(self.tr("Close"))
         self._update_composer()
+        if hasattr(self, "_budget"):
+            self.composer.set_budget(self._budget_words(self._budget), too_long=self.composer._too_long)
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() in (QEvent.Type.LanguageChange, QEvent.Type.PaletteChange):

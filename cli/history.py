@@ -50,14 +50,33 @@ def show(conversation_id, as_json):
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def search(text, limit, as_json):
-    """Messages containing TEXT, in any language."""
+    """Messages containing TEXT, in any language; the match is in bold."""
     hits = History().search(text, limit=limit)
     if as_json:
         click.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
     for hit in hits:
-        snippet = " ".join(str(hit["snippet"]).split())
-        click.echo(f"{hit['conversation_id']:>5}  {hit['role']:<9} {hit['title'] or '(untitled)'}: {snippet}")
+        where = [f"conversation {hit['conversation_id']}", f"message {hit['id']}", hit["role"],
+                 hit["title"] or "(untitled)"]
+        if hit["field"] == "reasoning":
+            where.append("in the reasoning")
+        if hit["count"] > 1:
+            where.append(f"{hit['count']} matches")
+        click.echo(" · ".join(where))
+        click.echo("    " + marked(hit["snippet"], hit["matches"]))
+    found = len(hits)
+    click.echo(f"{found} message{'' if found == 1 else 's'} found"
+               + (" (the newest; --limit shows more)" if found == limit else ""), err=True)
+
+
+def marked(snippet: str, matches: list[list[int]]) -> str:
+    """The snippet with its matches in bold (click drops the styling when not on a terminal)."""
+    out, at = [], 0
+    for start, end in matches:
+        out += [snippet[at:start], click.style(snippet[start:end], bold=True, fg="yellow")]
+        at = end
+    out.append(snippet[at:])
+    return "".join(out)
 
 
 @history.command()

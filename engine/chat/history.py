@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,32 +278,75 @@ class History:
 
     # Search and export -------------------------------------------------------------------
     def search(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Messages containing ``text`` (any language), newest first, with a snippet."""
+        """Messages containing ``text`` (any language, case-insensitive), newest first.
+
+        Each hit: ``id`` (the message), ``conversation_id``, ``role``, ``title``, ``created_at``;
+        ``snippet``, about SNIPPET_COLUMNS columns of plain text around the first match (in the
+        answer, else in the reasoning: ``field``), with … where it was cut; ``matches``, the
+        ``[start, end)`` offsets of the matches inside ``snippet`` (the edge marks them, the text
+        has no markup); ``count``, how many times the message contains ``text``.
+        """
         text = text.strip()
         if not text:
             return []
+        columns = "m.id, m.conversation_id, m.role, c.title, m.created_at, m.content, m.reasoning"
         if len(text) >= 3:
             phrase = '"' + text.replace('"', '""') + '"'
             sql = (
-                "SELECT m.id, m.conversation_id, m.role, c.title, m.created_at, "
-                "snippet(messages_fts, -1, '[', ']', '…', 12) AS snippet "
-                "FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+                f"SELECT {columns} FROM messages_fts f JOIN messages m ON m.id = f.rowid "
                 "JOIN conversations c ON c.id = m.conversation_id "
                 "WHERE messages_fts MATCH ? AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
             )
             params: list[Any] = [phrase, limit]
         else:
-            # Trigrams need three characters; short (often Chinese) queries scan instead.
+            # Trigrams need three characters; short (often Chinese) queries scan instead. Like the
+            # index, the scan leaves out replies still being written.
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             sql = (
-                "SELECT m.id, m.conversation_id, m.role, c.title, m.created_at, "
-                "substr(m.content, max(1, instr(m.content, ?) - 20), 60) AS snippet "
-                "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                f"SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id "
                 "WHERE (m.content LIKE ? ESCAPE '\\' OR m.reasoning LIKE ? ESCAPE '\\') "
-                "AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
+                "AND m.status != 'streaming' AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
             )
-            params = [text, like, like, limit]
-        return [dict(r) for r in self.db.query(sql, params)]
+            params = [like, like, limit]
+        pattern = re.compile(re.escape(text), re.IGNORECASE)
+        hits = []
+        for row in self.db.query(sql, params):
+            content, reasoning = row.pop("content") or "", row.pop("reasoning") or ""
+            in_content = [m.span() for m in pattern.finditer(content)]
+            in_reasoning = [m.span() for m in pattern.finditer(reasoning)]
+            field_name, source, spans = (
+                ("reasoning", reasoning, in_reasoning) if in_reasoning and not in_content
+                else ("content", content, in_content)
+            )
+            snippet, matches = make_snippet(source, spans)
+            hits.append({**row, "snippet": snippet, "matches": matches, "field": field_name,
+                         "count": len(in_content) + len(in_reasoning)})
+        return hits
+
+    def system_prompt(self, conversation_id: int) -> str:
+        """The conversation's system prompt ("" when it has none)."""
+        row = self.db.execute(
+            "SELECT content FROM messages WHERE conversation_id = ? AND role = 'system' ORDER BY id LIMIT 1",
+            [conversation_id],
+        ).fetchone()
+        return row[0] if row else ""
+
+    def set_system_prompt(self, conversation_id: int, text: str) -> None:
+        """Set, change or (with "") remove the conversation's system prompt, in one transaction."""
+        text = text.strip()
+        with transaction(self.db):
+            self.get_conversation(conversation_id)  # NotFound for a conversation that is gone
+            rows = self.db.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? AND role = 'system' ORDER BY id",
+                [conversation_id],
+            ).fetchall()
+            for (extra,) in rows[1:] if text else rows:
+                self.db.execute("DELETE FROM messages WHERE id = ?", [extra])
+            if text and rows:
+                self.db.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ?",
+                                [text, time.time(), rows[0][0]])
+            elif text:
+                self.add_message(conversation_id, "system", text)
 
     def export_json(self, conversation_id: int) -> str:
         conv = self.get_conversation(conversation_id)
@@ -329,6 +374,118 @@ class History:
                 lines.append(f"*({m.status}{': ' + m.error if m.error else ''})*")
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
+
+
+# Snippets ------------------------------------------------------------------------------
+SNIPPET_COLUMNS = 80  # a terminal line; three lines of the sidebar. A Chinese character is two.
+_WORD_SLACK = 12  # how far a cut may move to fall between two words
+_END_SLACK = 6  # how little left at an end is taken rather than cut off
+
+
+def make_snippet(text: str, spans: list[tuple[int, int]],
+                 width: int = SNIPPET_COLUMNS) -> tuple[str, list[list[int]]]:
+    """About ``width`` columns of ``text`` around the first of ``spans``, on one line.
+
+    Columns, not characters, so that a snippet takes the same room in any language (about 80
+    characters of English, 40 of Chinese). A third of the room goes before the match, the rest
+    after it, and what one side cannot use goes to the other. Cuts fall between words where
+    words are spaced, anywhere in Chinese or Japanese, never between a character and its
+    combining marks; a cut end shows "…". Returns the snippet and the spans that lie in it, as
+    offsets into the snippet.
+    """
+    first_start, first_end = spans[0] if spans else (0, 0)
+    room = max(width - sum(_columns(text, i) for i in range(first_start, first_end)), 0)
+    start, end = first_start, first_end
+    left = room // 3
+    while start > 0 and _columns(text, start - 1) <= left:
+        start -= 1
+        left -= _columns(text, start)
+    right = room - room // 3 + left
+    while end < len(text) and _columns(text, end) <= right:
+        right -= _columns(text, end)
+        end += 1
+    while start > 0 and _columns(text, start - 1) <= right:
+        start -= 1
+        right -= _columns(text, start)
+    # Rather than cut off a last short word (or three Chinese characters), take it.
+    if sum(_columns(text, i) for i in range(start)) <= _END_SLACK:
+        start = 0
+    if sum(_columns(text, i) for i in range(end, min(len(text), end + _END_SLACK + 1))) <= _END_SLACK:
+        end = len(text)
+    start = _cut_before(text, start, first_start)
+    end = _cut_after(text, end, first_end)
+    while start < first_start and text[start].isspace():
+        start += 1
+    while end > first_end and text[end - 1].isspace():
+        end -= 1
+    prefix = "…" if text[:start].strip() else ""
+    out: list[str] = [prefix] if prefix else []
+    length = len(prefix)
+    where = {}  # offset in text -> offset in the snippet (runs of white space become one space)
+    for i in range(start, end):
+        where[i] = length
+        ch = text[i]
+        if ch.isspace():
+            if i > start and text[i - 1].isspace():
+                continue
+            ch = " "
+        out.append(ch)
+        length += 1
+    where[end] = length
+    if text[end:].strip():
+        out.append("…")
+    matches = [[where[a], where[b]] for a, b in spans if start <= a and b <= end and a < b]
+    return "".join(out), matches
+
+
+def _columns(text: str, i: int) -> int:
+    """The room ``text[i]`` takes in a snippet: two for a wide (CJK) character, none for the
+    second space of a run (runs of white space become one space)."""
+    ch = text[i]
+    if ch.isspace():
+        return 0 if i > 0 and text[i - 1].isspace() else 1
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _spaced_letter(ch: str) -> bool:
+    """A letter or digit of a script that puts spaces between words (not Chinese, Japanese)."""
+    return (ch.isalnum() or ch in "_'’") and unicodedata.east_asian_width(ch) not in ("W", "F")
+
+
+def _inside(text: str, i: int) -> bool:
+    """Would cutting before ``text[i]`` split a word, or a character from its marks?"""
+    if i <= 0 or i >= len(text):
+        return False
+    before, after = text[i - 1], text[i]
+    if unicodedata.category(after).startswith("M") or after in "\u200d\ufe0e\ufe0f" or before == "\u200d":
+        return True
+    return _spaced_letter(before) and _spaced_letter(after)
+
+
+def _cut_before(text: str, start: int, limit: int) -> int:
+    """Move a left cut out of a word: back to the word's start if near, else forward (to ``limit``)."""
+    if not _inside(text, start):
+        return start
+    for i in range(start - 1, max(start - _WORD_SLACK, 0) - 1, -1):
+        if not _inside(text, i):
+            return i
+    for i in range(start + 1, limit + 1):
+        if not _inside(text, i):
+            return i
+    return start
+
+
+def _cut_after(text: str, end: int, limit: int) -> int:
+    """Move a right cut out of a word: on to the word's end if near, else back (to ``limit``)."""
+    if not _inside(text, end):
+        return end
+    for i in range(end + 1, min(end + _WORD_SLACK, len(text)) + 1):
+        if not _inside(text, i):
+            return i
+    for i in range(end - 1, limit - 1, -1):
+        if not _inside(text, i):
+            return i
+    return end
 
 
 def _alive(pid: int) -> bool:

@@ -108,6 +108,22 @@ def build_messages(history: list, *, r1: bool) -> list[dict[str, str]]:
     return merged
 
 
+@dataclass
+class Budget:
+    """What sending a message would do, counted with the model's own tokenizer and template.
+
+    ``outcome``: "fits"; "drops-older" (older turns will be left out to make room); "little-room"
+    (the message fits alone, with less room to answer than asked); "too-long" (it cannot fit).
+    """
+
+    message_tokens: int  # the message alone, as one user turn
+    prompt_tokens: int  # the whole conversation with it, as the model would read it
+    n_ctx: int
+    n_ctx_train: int
+    reply_room: int  # tokens kept free for the answer
+    outcome: str
+
+
 class Reply:
     """One reply's event stream with its own ``cancel()``.
 
@@ -187,12 +203,41 @@ class ChatService:
     def close(self) -> None:
         self.host.close()
 
+    def measure(self, conversation_id: int | None, text: str, params: SamplingParams | None = None) -> Budget:
+        """Before sending: how ``text`` fits the context with the conversation so far.
+
+        Counts through the model process, so it waits for a reply being generated: callers
+        measure while the model is idle.
+        """
+        from types import SimpleNamespace
+
+        model = self._require_model()
+        resolved = (params or SamplingParams()).resolved(model)
+        earlier = self.history.messages(conversation_id) if conversation_id is not None else []
+        draft = SimpleNamespace(role="user", content=text, status="complete")
+        prompt = self.host.count_tokens(build_messages([*earlier, draft], r1=model.is_r1))
+        alone = self.host.count_tokens(build_messages([draft], r1=model.is_r1))
+        n_ctx = model.n_ctx
+        room = min(resolved["max_tokens"] or 1024, n_ctx // 4)  # what the model process keeps free
+        if prompt + room <= n_ctx:
+            outcome = "fits"
+        elif alone + room <= n_ctx:
+            outcome = "drops-older"
+        elif alone + 16 <= n_ctx:
+            outcome = "little-room"
+        else:
+            outcome = "too-long"
+        return Budget(message_tokens=alone, prompt_tokens=prompt, n_ctx=n_ctx, n_ctx_train=model.n_ctx_train,
+                      reply_room=room, outcome=outcome)
+
     # Conversation -------------------------------------------------------------------------
     # Each of these returns the reply at once; nothing happens until it is read, and its
     # cancel() from this moment on stops that reply, even before anyone starts reading it.
-    def send(self, conversation_id: int | None, text: str, params: SamplingParams | None = None) -> Reply:
-        """Add the user's message and stream the reply."""
-        return Reply(lambda token: self._send(conversation_id, text, params or SamplingParams(), token))
+    def send(self, conversation_id: int | None, text: str, params: SamplingParams | None = None, *,
+             system: str | None = None) -> Reply:
+        """Add the user's message and stream the reply; ``system`` is the system prompt a new
+        conversation starts with (ignored for an existing one, which keeps its own)."""
+        return Reply(lambda token: self._send(conversation_id, text, params or SamplingParams(), token, system))
 
     def regenerate(self, conversation_id: int, params: SamplingParams | None = None) -> Reply:
         """Replace the last reply with a new one."""
@@ -202,10 +247,12 @@ class ChatService:
         """Change an earlier user message, forget everything after it, and answer again."""
         return Reply(lambda token: self._edit_and_resend(message_id, text, params or SamplingParams(), token))
 
-    def _send(self, conversation_id, text, params, token) -> Iterator[Any]:
+    def _send(self, conversation_id, text, params, token, system=None) -> Iterator[Any]:
         model = self._require_model()
         if conversation_id is None:
             conversation_id = self.history.create_conversation(model=model.name)
+            if system and system.strip():
+                self.history.set_system_prompt(conversation_id, system)
         user_id = self.history.add_message(conversation_id, "user", text)
         yield from self._reply(conversation_id, user_id, params, token)
 

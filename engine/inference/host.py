@@ -98,6 +98,12 @@ _ERRORS: dict[str, type[R1deskError]] = {
 }
 
 
+def _remote_error(msg: tuple, default: type[R1deskError] = R1deskError) -> R1deskError:
+    """The error the model process reported as ("error", kind, message[, facts])."""
+    facts = msg[3] if len(msg) > 3 else None
+    return _ERRORS.get(msg[1], default)(msg[2], facts=facts)
+
+
 def oom_kills(vmstat: str = "/proc/vmstat") -> int | None:
     """How many processes the kernel's out-of-memory killer has ended since boot (Linux), or None."""
     try:
@@ -523,7 +529,7 @@ class _Core:
             raise ModelLoadFailed(f"{path}: the model process {exc.reason} while loading") from None
         if reply[0] == "error":
             self.kill()
-            raise _ERRORS.get(reply[1], ModelLoadFailed)(reply[2])
+            raise _remote_error(reply, ModelLoadFailed)
         data = reply[1]
         self.info = ModelInfo(
             path=data["path"], name=data["name"], architecture=data["architecture"], n_ctx=data["n_ctx"],
@@ -561,7 +567,7 @@ class _Core:
         self.proc.conn.send({"op": "count", "messages": messages})
         reply = self.recv()
         if reply[0] == "error":
-            raise _ERRORS.get(reply[1], R1deskError)(reply[2])
+            raise _remote_error(reply)
         return reply[1]
 
     def stream(self, job: _Chat) -> None:
@@ -591,7 +597,7 @@ class _Core:
             if kind == "rendered":
                 rendered = True
             elif kind == "error":
-                raise _ERRORS.get(msg[1], R1deskError)(msg[2])
+                raise _remote_error(msg)
             job.put(msg)
             if kind == "done":
                 return

@@ -180,10 +180,12 @@ class Runner:
                 continue
             if len(tokens) + 16 <= n_ctx:  # fits with a smaller reply
                 return prompt, tokens, dropped
-            raise ContextOverflow(
-                f"the message is {len(tokens):,} tokens but the context holds {n_ctx:,}; "
-                "shorten it or load the model with a longer context"
-            )
+            trained = self.llm._model.n_ctx_train()
+            advice = ("shorten it or load the model with a longer context (it was trained for "
+                      f"{trained:,} tokens)" if trained > n_ctx else
+                      "shorten it: this is already the longest context the model was trained for")
+            raise ContextOverflow(f"the message is {len(tokens):,} tokens but the context holds {n_ctx:,}; {advice}",
+                                  facts={"tokens": len(tokens), "n_ctx": n_ctx, "n_ctx_train": trained})
 
     def _set_abort(self, on: bool) -> None:
         import llama_cpp
@@ -367,7 +369,7 @@ class Runner:
             except (BrokenPipeError, EOFError):
                 return
             except R1deskError as exc:
-                self.conn.send(("error", type(exc).__name__, str(exc)))
+                self.conn.send(("error", type(exc).__name__, str(exc), exc.facts))
             except MemoryError:
                 self.conn.send(("error", "NotEnoughMemory", "out of memory in the model process"))
             except Exception as exc:  # a bug: report it, keep serving

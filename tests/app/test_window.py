@@ -266,3 +266,32 @@ def test_one_name_per_model_everywhere(make_window, smollm2, qtbot):
     qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
     assert window.history.get_conversation(window.current_id).model == info.name
     assert info.internal_name != info.name  # the file's own general.name is kept, not shown
+
+
+@pytest.mark.slow
+def test_a_message_too_long_for_the_context_is_caught_before_sending(make_window, smollm2, qtbot):
+    """200 KB pasted into an 8k-trained model: said before sending, nothing sent or saved."""
+    window = make_window(**{"chat.n_ctx": 2048, "chat.max_tokens": 256})
+    load(qtbot, window, smollm2)
+    composer = window.composer
+    composer.set_text("word " * 200)  # short: no budget shown
+    qtbot.wait(800)
+    assert not composer.budget_label.isVisible() or not composer.budget_label.text()
+    composer.set_text("All work and no play makes Jack a dull boy. " * 4000)  # ~180 KB
+    qtbot.waitUntil(lambda: composer.budget_label.text() != "", timeout=30_000)
+    text = composer.budget_label.text()
+    assert "It is too long to send" in text and "raise the context length in Settings" in text
+    assert "8,192" in text  # what this model was trained for
+    assert not composer.can_send and not composer.button.isEnabled()
+    send_attempt = composer.text()
+    window.send(send_attempt.strip())  # even if sent before the count came back
+    assert window.reply is None and window.current_id is None
+    assert window.history.list_conversations() == []
+    # A message that fits alone, in a conversation too long to keep whole: older turns will go.
+    cid = window.history.create_conversation(model=window.chat.loaded.name)
+    window.history.add_message(cid, "user", "Tell me about dragons. " * 150)
+    window.history.add_message(cid, "assistant", "Dragons are large. " * 150)
+    window.open_conversation(cid)
+    composer.set_text("And what about their wings? " * 150)
+    qtbot.waitUntil(lambda: "Older turns" in composer.budget_label.text(), timeout=30_000)
+    assert composer.can_send and "It is too long" not in composer.budget_label.text()

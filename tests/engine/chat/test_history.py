@@ -254,3 +254,73 @@ def test_a_reply_cut_off_by_kill_9_is_found_once_marked_interrupted(tmp_path) ->
     assert h.get_message(mid).status == "interrupted"
     assert [r["id"] for r in h.search("narwhals")] == [mid]
     assert [r["id"] for r in h.search("tusks")] == [mid]
+
+
+# ---------------------------------------------------------------------------------------
+# Search hits: a snippet around the first match, the match's place as data, the count.
+
+STORY = ("Long ago, in the hills above the old town, the shepherds told of a dragon that slept under "
+         "the mountain for a hundred years and woke only when the bells of the abbey rang at night. "
+         "Nobody had seen that Dragon since the winter of the great flood.")
+
+
+def _marked(hit: dict) -> list[str]:
+    return [hit["snippet"][a:b] for a, b in hit["matches"]]
+
+
+def test_a_hit_has_a_snippet_around_the_first_match_and_where_it_is(h: History) -> None:
+    cid = h.create_conversation(title="tales")
+    mid = h.add_message(cid, "assistant", STORY)
+    [hit] = h.search("DRAGON")  # any case
+    assert (hit["id"], hit["conversation_id"], hit["field"], hit["count"]) == (mid, cid, "content", 2)
+    snippet = hit["snippet"]
+    assert 60 <= len(snippet) <= 100 and "[" not in snippet
+    assert snippet.startswith("…") and snippet.endswith("…")  # cut at both ends, and it says so
+    assert _marked(hit) == ["dragon"]  # the first match; the second is too far to be in it
+    assert snippet.index("dragon") < len(snippet) / 2  # more room after the match than before
+    words = snippet.strip("…").split()
+    assert words[0] in STORY.split() and words[-1] in STORY.split()  # cut between words
+
+
+def test_a_match_at_the_very_start_or_end_is_not_cut_and_has_no_ellipsis_there(h: History) -> None:
+    cid = h.create_conversation()
+    first = h.add_message(cid, "user", "Wyverns are not dragons. " + STORY)
+    last = h.add_message(cid, "user", STORY + " Wyvern")
+    [at_end, at_start] = h.search("wyvern")
+    assert (at_start["id"], at_end["id"]) == (first, last)
+    assert at_start["snippet"].startswith("Wyverns are not dragons. ") and at_start["snippet"].endswith("…")
+    assert at_start["matches"] == [[0, len("Wyvern")]]
+    assert at_end["snippet"].startswith("…") and at_end["snippet"].endswith("great flood. Wyvern")
+    assert at_end["matches"] == [[len(at_end["snippet"]) - len("Wyvern"), len(at_end["snippet"])]]
+    assert 60 <= len(at_end["snippet"]) <= 100  # the room before the match is used instead
+
+
+def test_a_one_character_chinese_query_gets_a_snippet_cut_between_characters(h: History) -> None:
+    text = ("很久以前，在老城上面的山里，牧羊人说起一条睡在山下一百年的龙，只有修道院的钟在夜里响起时它才会醒来。"
+            "自从大洪水那年冬天以后，再也没有人见过那条龙。")
+    cid = h.create_conversation(title="传说")
+    mid = h.add_message(cid, "assistant", text)
+    [hit] = h.search("龙")  # one character: the scan, not the trigram index
+    assert (hit["id"], hit["count"], _marked(hit)) == (mid, 2, ["龙"])
+    snippet = hit["snippet"]
+    assert snippet.startswith("…") and snippet.endswith("…") and " " not in snippet
+    assert 30 <= len(snippet) <= 50  # the room of about 80 letters of English
+    assert snippet.strip("…") in text
+    [hit] = h.search("钟在")  # two characters
+    assert _marked(hit) == ["钟在"] and hit["snippet"].strip("…") in text
+    [hit] = h.search("修道院的钟")  # five: the trigram index
+    assert _marked(hit) == ["修道院的钟"]
+
+
+def test_a_hit_is_plain_text_on_one_line_and_says_when_it_is_in_the_reasoning(h: History) -> None:
+    cid = h.create_conversation()
+    h.add_message(cid, "user", "Is <b>bold</b> & <i>co</i>\n\n   markup?")
+    mid = h.add_message(cid, "assistant", "Yes.", reasoning="The user asks about markup tags like <b>.")
+    streaming = h.start_reply(cid, "m")
+    h.save_partial(streaming, "markup being written", "")
+    hits = h.search("markup")
+    assert [hit["id"] for hit in hits] == [mid, mid - 1]  # not the reply still being written
+    assert hits[0]["field"] == "reasoning" and _marked(hits[0]) == ["markup"]
+    assert hits[1]["snippet"] == "Is <b>bold</b> & <i>co</i> markup?" and _marked(hits[1]) == ["markup"]
+    assert [hit["id"] for hit in h.search("<b")] == [mid, mid - 1]  # short queries too
+    assert [hit["id"] for hit in h.search("ma")] == [mid, mid - 1]
