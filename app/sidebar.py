@@ -96,6 +96,8 @@ class Sidebar(QFrame):
     new_requested = Signal()
     conversation_deleted = Signal(int)
     conversation_restored = Signal(int)
+    system_prompt_requested = Signal(int)
+    export_requested = Signal(int)
 
     def __init__(self, history: Any, parent: QWidget | None = None):
         super().__init__(parent)
@@ -310,11 +312,17 @@ class Sidebar(QFrame):
             return
         menu = QMenu(self)
         rename = menu.addAction(theme.icon("rename"), self.tr("Rename"))
+        system = menu.addAction(theme.icon("edit"), self.tr("System prompt…"))
+        export = menu.addAction(theme.icon("download"), self.tr("Export…"))
         delete = menu.addAction(theme.icon("delete"), self.tr("Delete"))
         rename.setEnabled(item.data(MESSAGE_ROLE) is None)
         chosen = menu.exec(self.list.viewport().mapToGlobal(pos))
         if chosen is rename:
             self.start_rename(item.data(ID_ROLE))
+        elif chosen is system:
+            self.system_prompt_requested.emit(item.data(ID_ROLE))
+        elif chosen is export:
+            self.export_requested.emit(item.data(ID_ROLE))
         elif chosen is delete:
             self.delete(item.data(ID_ROLE))
 

@@ -140,6 +140,8 @@ class MainWindow(QMainWindow):
         self.sidebar.message_selected.connect(self.open_message)
         self.sidebar.new_requested.connect(self.new_conversation)
         self.sidebar.conversation_deleted.connect(self._conversation_deleted)
+        self.sidebar.system_prompt_requested.connect(self.ask_system_prompt)
+        self.sidebar.export_requested.connect(self.ask_export)
 
         right = QWidget(self)
         column = QVBoxLayout(right)
@@ -531,6 +533,49 @@ class MainWindow(QMainWindow):
                 self.tr("No model is loaded. Choose or download a model to start chatting."), offer_model=True)
         else:
             self.composer.set_disabled_reason(None)
+
+    # A conversation's system prompt and export ---------------------------------------------
+    def ask_system_prompt(self, conversation_id: int) -> None:
+        from r1desk.app.qt import QInputDialog
+
+        text, ok = QInputDialog.getMultiLineText(
+            self, self.tr("System prompt"),
+            self.tr("Instructions the model gets before this conversation (empty: none):"),
+            self.history.system_prompt(conversation_id))
+        if ok:
+            self.set_system_prompt(conversation_id, text)
+
+    def set_system_prompt(self, conversation_id: int, text: str) -> None:
+        self.history.set_system_prompt(conversation_id, text)
+        if conversation_id == self.current_id and self.reply is None:
+            self.open_conversation(conversation_id)
+
+    def ask_export(self, conversation_id: int) -> None:
+        title = self.history.get_conversation(conversation_id).title or self.tr("Conversation")
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()[:60] or "conversation"
+        path, chosen = QFileDialog.getSaveFileName(
+            self, self.tr("Export the conversation"), str(Path.home() / f"{safe}.md"),
+            self.tr("Markdown (*.md);;JSON (*.json)"))
+        if path:
+            self.export_conversation(conversation_id, path)
+
+    def export_conversation(self, conversation_id: int, path: str | Path) -> bool:
+        """Write the conversation as Markdown, or JSON for a .json name; a failure is said, not raised."""
+        path = Path(path)
+        fmt = "json" if path.suffix.lower() == ".json" else "md"
+        text = (self.history.export_json(conversation_id) + "\n" if fmt == "json"
+                else self.history.export_markdown(conversation_id))
+        tmp = path.with_name(path.name + ".part")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self.notice.show_message(lambda: self.tr("The conversation could not be saved to {path}: {error}").format(
+                path=str(path), error=exc.strerror or str(exc)), kind="error")
+            return False
+        self.notice.show_message(lambda: self.tr("Saved the conversation to {path}.").format(path=str(path)))
+        return True
 
     # The message's budget ------------------------------------------------------------------
     def _measure(self) -> None:

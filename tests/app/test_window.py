@@ -295,3 +295,26 @@ def test_a_message_too_long_for_the_context_is_caught_before_sending(make_window
     composer.set_text("And what about their wings? " * 150)
     qtbot.waitUntil(lambda: "Older turns" in composer.budget_label.text(), timeout=30_000)
     assert composer.can_send and "It is too long" not in composer.budget_label.text()
+
+
+def test_a_conversation_gets_a_system_prompt_and_is_exported(make_window, qtbot, tmp_path):
+    import json
+
+    window = make_window()
+    cid = window.history.create_conversation("Dragons")
+    window.history.add_message(cid, "user", "Tell me about dragons")
+    window.history.add_message(cid, "assistant", "They **fly**.")
+    window.set_system_prompt(cid, "Answer like a pirate.")
+    assert window.history.system_prompt(cid) == "Answer like a pirate."
+    assert window.export_conversation(cid, tmp_path / "dragons.md")
+    md = (tmp_path / "dragons.md").read_text()
+    assert md.startswith("# Dragons") and "Answer like a pirate." in md and "They **fly**." in md
+    assert window.export_conversation(cid, tmp_path / "dragons.json")
+    data = json.loads((tmp_path / "dragons.json").read_text())
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant", "system"]
+    # A folder that does not exist: said in one line, nothing half-written left behind.
+    assert not window.export_conversation(cid, tmp_path / "missing" / "x.md")
+    assert window.notice.isVisible() and "could not be saved" in window.notice.label.text()
+    assert not list(tmp_path.rglob("*.part"))
+    window.set_system_prompt(cid, "")
+    assert window.history.system_prompt(cid) == ""
