@@ -487,6 +487,7 @@ class MessageWidget(QFrame):
 
     regenerate_requested = Signal(object)
     edit_submitted = Signal(object, str)
+    alternative_requested = Signal(int)  # a message id: show that reply instead of this one
 
     def __init__(self, role: str, *, message_id: int | None = None, model: str | None = None,
                  parent: QWidget | None = None):
@@ -535,9 +536,22 @@ class MessageWidget(QFrame):
         self.edit_button.clicked.connect(self.start_editing)
         self.regenerate_button.setVisible(role == "assistant")
         self.edit_button.setVisible(role == "user")
+        # Earlier replies to the same message (regenerate keeps them): ‹ 2/3 ›
+        self._alternatives: tuple[int, int, int | None, int | None] | None = None
+        self.previous_button = self._action("chevron-left")
+        self.previous_button.clicked.connect(lambda: self._flip(2))
+        self.alternative_label = QLabel()
+        self.alternative_label.setObjectName("StatsFooter")
+        self.next_button = self._action("chevron-right")
+        self.next_button.clicked.connect(lambda: self._flip(3))
+        for w in (self.previous_button, self.alternative_label, self.next_button):
+            w.setVisible(False)
         footer.addWidget(self.copy_button)
         footer.addWidget(self.edit_button)
         footer.addWidget(self.regenerate_button)
+        footer.addWidget(self.previous_button)
+        footer.addWidget(self.alternative_label)
+        footer.addWidget(self.next_button)
         self.stats_label = QLabel()
         self.stats_label.setObjectName("StatsFooter")
         footer.addSpacing(6)
@@ -647,6 +661,21 @@ class MessageWidget(QFrame):
         self._busy = busy
         self._update_actions()
 
+    def set_alternatives(self, ids: list[int]) -> None:
+        """This reply is one of ``ids`` (replies to the same message, oldest first)."""
+        if self.message_id not in ids or len(ids) < 2:
+            self._alternatives = None
+        else:
+            i = ids.index(self.message_id)
+            self._alternatives = (i + 1, len(ids), ids[i - 1] if i > 0 else None,
+                                  ids[i + 1] if i + 1 < len(ids) else None)
+        self.retranslate()
+        self._update_actions()
+
+    def _flip(self, which: int) -> None:
+        if self._alternatives is not None and self._alternatives[which] is not None:
+            self.alternative_requested.emit(self._alternatives[which])
+
     def _update_actions(self) -> None:
         busy = getattr(self, "_busy", False)
         last = getattr(self, "_is_last", False)
@@ -655,6 +684,12 @@ class MessageWidget(QFrame):
         self.edit_button.setVisible(self.role == "user" and self.editor is None)
         self.edit_button.setEnabled(not busy)
         self.copy_button.setEnabled(not self.streaming)
+        alt = self._alternatives
+        for w in (self.previous_button, self.alternative_label, self.next_button):
+            w.setVisible(alt is not None and not self.streaming)
+        if alt is not None:
+            self.previous_button.setEnabled(not busy and alt[2] is not None)
+            self.next_button.setEnabled(not busy and alt[3] is not None)
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text)
@@ -712,7 +747,11 @@ class MessageWidget(QFrame):
         else:
             self.role_label.setText(self.model or self.tr("Assistant"))
         self.copy_button.setToolTip(self.tr("Copy message"))
-        self.regenerate_button.setToolTip(self.tr("Regenerate this reply"))
+        self.regenerate_button.setToolTip(self.tr("Regenerate this reply (this one is kept: flip back with ‹ ›)"))
+        self.previous_button.setToolTip(self.tr("The earlier reply"))
+        self.next_button.setToolTip(self.tr("The later reply"))
+        if getattr(self, "_alternatives", None) is not None:
+            self.alternative_label.setText(f"{self._alternatives[0]}/{self._alternatives[1]}")
         self.edit_button.setToolTip(self.tr("Edit and send again"))
         if self.editor is not None:
             self._cancel_edit.setText(self.tr("Cancel"))
@@ -742,6 +781,7 @@ class ChatView(QScrollArea):
 
     regenerate_requested = Signal(object)
     edit_submitted = Signal(object, str)
+    alternative_requested = Signal(int)  # show this reply instead
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -845,6 +885,7 @@ class ChatView(QScrollArea):
         self._empty.setVisible(False)
         widget.regenerate_requested.connect(self.regenerate_requested)
         widget.edit_submitted.connect(self.edit_submitted)
+        widget.alternative_requested.connect(self.alternative_requested)
         # Before the trailing stretch.
         self._column.insertWidget(self._column.count() - 1, widget)
         self.messages.append(widget)

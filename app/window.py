@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(right)
         self.chat_view.regenerate_requested.connect(self.regenerate)
         self.chat_view.edit_submitted.connect(self.edit_and_resend)
+        self.chat_view.alternative_requested.connect(self.show_alternative)
         column.addWidget(self.chat_view, 1)
         self.composer = Composer(right)
         self.composer.send_requested.connect(self.send)
@@ -282,6 +283,7 @@ class MainWindow(QMainWindow):
             last = next((m.stats for m in reversed(messages) if m.role == "assistant" and m.stats.get("prompt_tokens")),
                         {})
             self.status.set_context_used((last.get("prompt_tokens") or 0) + (last.get("completion_tokens") or 0))
+        self._show_alternatives()
         self._update_actions()
         self.sidebar.select(conversation_id)
         self._measure_timer.start()  # the same message weighs differently in another conversation
@@ -466,6 +468,8 @@ class MainWindow(QMainWindow):
         if reply is not None and reply.widget is not None and reply.widget.streaming:
             reply.widget.finish({})
         self.composer.set_generating(False)
+        if reply is not None and reply.conversation_id == self.current_id:
+            self._show_alternatives()  # a regenerated reply says it is 2/2, with the earlier one a click away
         self._update_actions()
         self.sidebar.refresh(select=self.current_id)
         self.reply_finished.emit()
@@ -533,6 +537,19 @@ class MainWindow(QMainWindow):
                 self.tr("No model is loaded. Choose or download a model to start chatting."), offer_model=True)
         else:
             self.composer.set_disabled_reason(None)
+
+    # Alternatives of the last reply ---------------------------------------------------------
+    def _show_alternatives(self) -> None:
+        last = next((w for w in reversed(self.chat_view.messages) if w.role == "assistant"), None)
+        if last is not None and last.message_id is not None and not last.streaming:
+            last.set_alternatives(self.history.alternatives(last.message_id))
+
+    def show_alternative(self, message_id: int) -> None:
+        """Show an earlier (or later) reply to the last message instead of the one shown."""
+        if self.reply is not None or self.current_id is None:
+            return
+        self.history.show_alternative(message_id)
+        self.open_conversation(self.current_id)
 
     # A conversation's system prompt and export ---------------------------------------------
     def ask_system_prompt(self, conversation_id: int) -> None:

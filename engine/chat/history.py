@@ -14,7 +14,7 @@ import psutil
 import sqlite_utils
 
 from r1desk.engine.db.database import open_db, transaction
-from r1desk.engine.errors import NotFound
+from r1desk.engine.errors import NotFound, R1deskError
 
 STATS_COLUMNS = (
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "ttft_ms", "tokens_per_second",
@@ -168,10 +168,42 @@ class History:
 
     # Messages ----------------------------------------------------------------------------
     def messages(self, conversation_id: int) -> list[Message]:
+        """The conversation as shown: of a reply's alternatives, the one the user chose."""
         rows = self.db.query(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", [conversation_id]
+            "SELECT * FROM messages WHERE conversation_id = ? AND shown = 1 ORDER BY id", [conversation_id]
         )
         return [_message(r) for r in rows]
+
+    def set_aside_from(self, message_id: int) -> int:
+        """Regenerate: hide a reply (and anything after it) as an alternative; returns its group id."""
+        with transaction(self.db):
+            msg = self.get_message(message_id)
+            group = self.db.execute("SELECT coalesce(alternative_of, id) FROM messages WHERE id = ?",
+                                    [message_id]).fetchone()[0]
+            self.db.execute("UPDATE messages SET shown = 0 WHERE conversation_id = ? AND id >= ?",
+                            [msg.conversation_id, message_id])
+            return group
+
+    def alternatives(self, message_id: int) -> list[int]:
+        """The ids of a reply and its alternatives, oldest first (just itself when it has none)."""
+        row = self.db.execute("SELECT coalesce(alternative_of, id) FROM messages WHERE id = ?", [message_id]).fetchone()
+        if row is None:
+            raise NotFound(f"message {message_id} does not exist")
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM messages WHERE id = ? OR alternative_of = ? ORDER BY id", [row[0], row[0]]).fetchall()]
+
+    def show_alternative(self, message_id: int) -> None:
+        """Show this alternative of the conversation's last reply instead of the one shown."""
+        with transaction(self.db):
+            ids = self.alternatives(message_id)
+            msg = self.get_message(message_id)
+            later = self.db.execute("SELECT 1 FROM messages WHERE conversation_id = ? AND id > ? AND shown = 1 "
+                                    "AND id NOT IN (%s)" % ",".join("?" * len(ids)),
+                                    [msg.conversation_id, max(ids), *ids]).fetchone()
+            if later:
+                raise R1deskError("only the last reply's alternatives can be shown")
+            marks = ",".join("?" * len(ids))
+            self.db.execute(f"UPDATE messages SET shown = (id = ?) WHERE id IN ({marks})", [message_id, *ids])
 
     def get_message(self, message_id: int) -> Message:
         rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
@@ -205,8 +237,15 @@ class History:
                 "UPDATE conversations SET title = ? WHERE id = ? AND title = ''", [title, conversation_id]
             )
 
-    def start_reply(self, conversation_id: int, model: str | None, params: dict[str, Any] | None = None) -> int:
-        return self.add_message(conversation_id, "assistant", "", status="streaming", model=model, params=params)
+    def start_reply(self, conversation_id: int, model: str | None, params: dict[str, Any] | None = None, *,
+                    alternative_of: int | None = None) -> int:
+        """A new reply row, 'streaming'; ``alternative_of``: the group of earlier replies it joins."""
+        with transaction(self.db):
+            message_id = self.add_message(conversation_id, "assistant", "", status="streaming", model=model,
+                                          params=params)
+            if alternative_of is not None:
+                self.db.execute("UPDATE messages SET alternative_of = ? WHERE id = ?", [alternative_of, message_id])
+            return message_id
 
     def save_partial(self, message_id: int, content: str, reasoning: str) -> None:
         with transaction(self.db):
@@ -295,7 +334,7 @@ class History:
             sql = (
                 f"SELECT {columns} FROM messages_fts f JOIN messages m ON m.id = f.rowid "
                 "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH ? AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
+                "WHERE messages_fts MATCH ? AND m.shown = 1 AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
             )
             params: list[Any] = [phrase, limit]
         else:
@@ -305,7 +344,7 @@ class History:
             sql = (
                 f"SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id "
                 "WHERE (m.content LIKE ? ESCAPE '\\' OR m.reasoning LIKE ? ESCAPE '\\') "
-                "AND m.status != 'streaming' AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
+                "AND m.status != 'streaming' AND m.shown = 1 AND c.deleted_at IS NULL ORDER BY m.id DESC LIMIT ?"
             )
             params = [like, like, limit]
         pattern = re.compile(re.escape(text), re.IGNORECASE)

@@ -21,6 +21,7 @@ from r1desk.engine.events import (
     ChatError,
     ContentDelta,
     Loading,
+    PromptProgress,
     PromptRead,
     Queued,
     ReasoningDelta,
@@ -35,6 +36,10 @@ SAVE_INTERVAL_SECONDS = 0.5
 # no system prompt (instructions go into the user turn).
 R1_DEFAULTS = {"temperature": 0.6, "top_p": 0.95, "top_k": 40, "min_p": 0.0, "repeat_penalty": 1.0}
 GENERIC_DEFAULTS = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+# Answer tokens a reply may have unless the caller says otherwise (0: no limit). Without one a
+# small model at temperature 0 can loop on one phrase until the context is full (SmolLM2-135M:
+# 11 minutes for 8,192 tokens). R1's thinking is not counted: its budget is reasoning_budget.
+DEFAULT_MAX_TOKENS = 2048
 _GGUF_SAMPLING_KEYS = {"temp": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
                        "penalty_repeat": "repeat_penalty"}
 
@@ -48,7 +53,7 @@ class SamplingParams:
     top_k: int | None = None
     min_p: float | None = None
     repeat_penalty: float | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # answer tokens, thinking not counted; None: DEFAULT_MAX_TOKENS, 0: no limit
     seed: int | None = None
     reasoning_budget: int | None = None  # max thinking tokens; None = unlimited
 
@@ -59,11 +64,14 @@ class SamplingParams:
                 base[name] = model.sampling[key]
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
         out = base | given
-        out.setdefault("max_tokens", None)
+        if out.get("max_tokens") is None:
+            out["max_tokens"] = DEFAULT_MAX_TOKENS
         out.setdefault("seed", None)
         out.setdefault("reasoning_budget", None)
         if out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
             raise R1deskError("temperature must be >= 0 and top_p in (0, 1]")
+        if int(out["max_tokens"]) < 0:
+            raise R1deskError("the reply limit must be 0 (no limit) or more tokens")
         return out
 
 
@@ -264,9 +272,9 @@ class ChatService:
             raise NotFound(f"conversation {conversation_id} has no message to answer")
         last_user = users[-1]
         later = [m for m in messages if m.id > last_user.id]
-        if later:
-            self.history.delete_from(later[0].id)
-        yield from self._reply(conversation_id, last_user.id, params, token)
+        # The earlier reply stays, as an alternative the user can flip back to.
+        group = self.history.set_aside_from(later[0].id) if later else None
+        yield from self._reply(conversation_id, last_user.id, params, token, alternative_of=group)
 
     def _edit_and_resend(self, message_id, text, params, token) -> Iterator[Any]:
         self._require_model()
@@ -282,11 +290,11 @@ class ChatService:
         return self.host.info
 
     def _reply(self, conversation_id: int, user_id: int | None, params: SamplingParams,
-               token: CancelToken) -> Iterator[Any]:
+               token: CancelToken, *, alternative_of: int | None = None) -> Iterator[Any]:
         model = self._require_model()
         resolved = params.resolved(model)
         messages = build_messages(self.history.messages(conversation_id), r1=model.is_r1)
-        message_id = self.history.start_reply(conversation_id, model.name, resolved)
+        message_id = self.history.start_reply(conversation_id, model.name, resolved, alternative_of=alternative_of)
         yield Started(conversation_id, user_id, message_id)
         content: list[str] = []
         reasoning: list[str] = []
@@ -310,6 +318,9 @@ class ChatService:
                     continue
                 if kind == "rendered":
                     yield PromptRead(event[1], event[3], event[2])
+                    continue
+                if kind == "prompt":
+                    yield PromptProgress(event[1], event[2])
                     continue
                 if first_token is None and kind in ("c", "r"):
                     first_token = time.monotonic()

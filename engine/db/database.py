@@ -353,10 +353,19 @@ def m003_index_replies_when_they_end(db: sqlite_utils.Database) -> None:
     )
 
 
+def m004_reply_alternatives(db: sqlite_utils.Database) -> None:
+    # Regenerate keeps the earlier reply as an alternative the user can flip back to. Replies to
+    # the same question form a group named by the first one's id; one of them is shown.
+    db.execute("ALTER TABLE messages ADD COLUMN alternative_of INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 1")
+    db.execute("CREATE INDEX messages_alternatives ON messages(alternative_of) WHERE alternative_of IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_file_hashes,
     m003_index_replies_when_they_end,
+    m004_reply_alternatives,
 ]
 
 

@@ -318,3 +318,26 @@ def test_a_conversation_gets_a_system_prompt_and_is_exported(make_window, qtbot,
     assert not list(tmp_path.rglob("*.part"))
     window.set_system_prompt(cid, "")
     assert window.history.system_prompt(cid) == ""
+
+
+@pytest.mark.slow
+def test_regenerate_keeps_the_earlier_reply_to_flip_back_to(make_window, tiny_r1, qtbot):
+    window = make_window(**{**GREEDY, "chat.n_ctx": 512})
+    load(qtbot, window, tiny_r1)
+    send(qtbot, window, "question")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    first_id = window.chat_view.messages[-1].message_id
+    assert not window.chat_view.messages[-1].alternative_label.isVisibleTo(window)
+    for _ in range(2):
+        qtbot.mouseClick(window.chat_view.messages[-1].regenerate_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    last = window.chat_view.messages[-1]
+    assert last.message_id != first_id and last.alternative_label.text() == "3/3"
+    assert last.previous_button.isEnabled() and not last.next_button.isEnabled()
+    qtbot.mouseClick(last.previous_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.chat_view.messages[-1].previous_button, Qt.MouseButton.LeftButton)
+    shown = window.chat_view.messages[-1]
+    assert shown.message_id == first_id and shown.alternative_label.text() == "1/3"
+    assert len(window.chat_view.messages) == 2
+    # The choice is saved: the conversation reopens, and continues, from the first reply.
+    assert [m.id for m in window.history.messages(window.current_id)][-1] == first_id

@@ -324,3 +324,24 @@ def test_a_hit_is_plain_text_on_one_line_and_says_when_it_is_in_the_reasoning(h:
     assert hits[1]["snippet"] == "Is <b>bold</b> & <i>co</i> markup?" and _marked(hits[1]) == ["markup"]
     assert [hit["id"] for hit in h.search("<b")] == [mid, mid - 1]  # short queries too
     assert [hit["id"] for hit in h.search("ma")] == [mid, mid - 1]
+
+
+def test_regenerated_replies_stay_as_alternatives() -> None:
+    from r1desk.engine.errors import R1deskError
+
+    h = History()
+    cid = h.create_conversation("x")
+    h.add_message(cid, "user", "question")
+    first = h.add_message(cid, "assistant", "answer one")
+    group = h.set_aside_from(first)
+    second = h.start_reply(cid, None, alternative_of=group)
+    h.finish_reply(second, "answer two", "", "complete")
+    assert [m.content for m in h.messages(cid)] == ["question", "answer two"]
+    assert h.alternatives(second) == h.alternatives(first) == [first, second]
+    assert [hit["id"] for hit in h.search("answer")] == [second]  # a set-aside reply is not a hit
+    h.show_alternative(first)
+    assert [m.content for m in h.messages(cid)] == ["question", "answer one"]
+    h.add_message(cid, "user", "and then?")
+    with pytest.raises(R1deskError, match="last reply"):
+        h.show_alternative(second)  # the conversation went on from the first one
+    assert [m.content for m in h.messages(cid)] == ["question", "answer one", "and then?"]

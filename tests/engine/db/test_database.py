@@ -375,3 +375,24 @@ def test_database_from_m002_is_migrated_and_its_index_kept_right(tmp_path: Path,
     assert h.search("zebras are") == [] and h.search("long necks") == []
     db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
     db.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_a_database_at_m003_gains_reply_alternatives(tmp_path: Path, monkeypatch) -> None:
+    """A history written before m004 opens with every message shown and no alternatives."""
+    from r1desk.engine.chat.history import History
+
+    p = tmp_path / "old.db"
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS[:3])
+    old = storage.open_db(p)
+    h = History(old)
+    cid = h.create_conversation("before")
+    h.add_message(cid, "user", "hi")
+    h.add_message(cid, "assistant", "hello")
+    old.close()
+    monkeypatch.undo()
+    db = storage.open_db(p)
+    assert "m004_reply_alternatives" in [r[0] for r in db.execute("SELECT name FROM _migrations")]
+    h = History(db)
+    msgs = h.messages(cid)
+    assert [(m.role, m.content) for m in msgs] == [("user", "hi"), ("assistant", "hello")]
+    assert h.alternatives(msgs[1].id) == [msgs[1].id]
