@@ -477,6 +477,10 @@ def stats_text(stats: dict[str, Any]) -> str:
     reason = stats.get("finish_reason")
     if reason == "cancelled":
         parts.append(translate("Stats", "stopped"))
+    elif reason == "length" and stats.get("n_ctx") and (stats.get("context_used") or 0) < stats["n_ctx"]:
+        answer = (stats.get("completion_tokens") or 0) - (stats.get("reasoning_tokens") or 0)
+        parts.append(translate("Stats", "stopped at the reply limit of {n} tokens (Longest reply, in Settings › "
+                                        "Sampling)").format(n=f"{answer:,}"))
     elif reason == "length":
         parts.append(translate("Stats", "cut off at the length limit"))
     return " · ".join(parts)
@@ -499,6 +503,7 @@ class MessageWidget(QFrame):
         self.status = "complete"
         self._error: str | Callable[[], str] | None = None
         self.stats: dict[str, Any] = {}
+        self.prompt_progress: tuple[int, int] | None = None  # (done, total) while a long prompt is read
         self.setObjectName("MessageUser" if role == "user" else "MessageAssistant")
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         outer = QVBoxLayout(self)
@@ -590,11 +595,22 @@ class MessageWidget(QFrame):
         self.status = "streaming"
         self._update_actions()
 
+    def set_prompt_progress(self, done: int | None, total: int | None = None) -> None:
+        """How far the model has read a long prompt, shown until the reply's first words (None: gone)."""
+        progress = (done, total) if done is not None and total else None
+        if progress != self.prompt_progress:
+            self.prompt_progress = progress
+            self._show_footer()
+
     def append_reasoning(self, text: str) -> None:
+        if self.prompt_progress is not None:
+            self.set_prompt_progress(None)
         self.thinking.setVisible(True)
         self.thinking.append(text)
 
     def append_content(self, text: str) -> None:
+        if self.prompt_progress is not None:
+            self.set_prompt_progress(None)
         if self.thinking.state == "thinking":
             self.thinking.finish()
         self.content.append(text)
@@ -607,6 +623,7 @@ class MessageWidget(QFrame):
         elif stats.get("reasoning_seconds") is not None and self.thinking.state == "done":
             self.thinking.finish(stats["reasoning_seconds"])
         self.streaming = False
+        self.prompt_progress = None
         self.stats = stats
         reason = stats.get("finish_reason")
         self.status = "cancelled" if reason == "cancelled" else "complete"
@@ -628,6 +645,7 @@ class MessageWidget(QFrame):
         if self.thinking is not None and self.thinking.state == "thinking":
             self.thinking.finish()
         self.streaming = False
+        self.prompt_progress = None
         self.status = "error"
         self.error = message
         self.retranslate()
@@ -756,7 +774,7 @@ class MessageWidget(QFrame):
         if self.editor is not None:
             self._cancel_edit.setText(self.tr("Cancel"))
             self._send_edit.setText(self.tr("Send"))
-        self.stats_label.setText(stats_text(self.stats) if self.stats else "")
+        self._show_footer()
         notice = ""
         if self.status == "error":
             notice = self.tr("The reply failed: {error}").format(error=self.error or self.tr("unknown error"))
@@ -764,6 +782,14 @@ class MessageWidget(QFrame):
             notice = self.tr("This reply was interrupted (the app was closed while it was written).")
         self.notice.setText(notice)
         self.notice.setVisible(bool(notice))
+
+    def _show_footer(self) -> None:
+        if self.prompt_progress is not None:
+            done, total = self.prompt_progress
+            text = self.tr("Reading the prompt… {done} / {total} tokens").format(done=f"{done:,}", total=f"{total:,}")
+        else:
+            text = stats_text(self.stats) if self.stats else ""
+        self.stats_label.setText(text)
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() == QEvent.Type.LanguageChange:

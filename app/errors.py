@@ -6,7 +6,10 @@ error gets a translated sentence in front, so a Chinese user reads what happened
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from r1desk.app.i18n import translate
+from r1desk.engine.units import human_bytes
 
 
 def headline(kind: str) -> str | None:
@@ -32,6 +35,9 @@ def headline(kind: str) -> str | None:
 
 def from_facts(kind: str, facts: dict) -> str | None:
     """The whole message in the current language, when the engine gave the facts to word it."""
+    worded = _from_code(facts)
+    if worded is not None:
+        return worded
     cause = facts.get("cause")
     if kind == "Offline" and cause:
         why = {
@@ -66,6 +72,50 @@ def from_facts(kind: str, facts: dict) -> str | None:
     return None
 
 
+def _from_code(facts: dict) -> str | None:
+    code = facts.get("code")
+    name = Path(str(facts.get("file", ""))).name
+    if code == "not-gguf":
+        what = {
+            "text": translate("Errors", "it is a text file"),
+            "html": translate("Errors", "it is a web page, perhaps an error page saved instead of the download"),
+            "safetensors": translate("Errors", "it is a safetensors file: convert the model to GGUF first"),
+            "zip": translate("Errors", "it is a ZIP archive, as PyTorch checkpoints are: convert the model to GGUF first"),
+            "pickle": translate("Errors", "it is a Python pickle, which r1desk never loads"),
+            "folder": translate("Errors", "it is a folder"),
+            "short": translate("Errors", "it is too short to be one"),
+            "adapter": translate("Errors", "it is a LoRA adapter: load it on top of a model"),
+        }.get(facts.get("what"), translate("Errors", "it does not start with the GGUF signature"))
+        return translate("Errors", "{file} is not a GGUF model: {what}.").format(file=name, what=what)
+    if code == "no-file":
+        return translate("Errors", "The model file {file} was not found; it may have been moved or deleted.").format(
+            file=facts.get("file", ""))
+    if code == "truncated":
+        size, expected = int(facts.get("size", 0)), int(facts.get("expected", 0)) or 1
+        return translate("Errors", "{file} is incomplete: it has {size} of {expected} ({pct}%).").format(
+            file=name, size=human_bytes(size), expected=human_bytes(expected), pct=f"{100 * size / expected:.0f}")
+    if code == "too-big":
+        return translate("Errors", "There is not enough memory for this model with these settings: it needs {need}, "
+                                   "and {have} can be used. Try a smaller model or quantisation, or a shorter context "
+                                   "in Settings.").format(need=human_bytes(facts.get("need")),
+                                                          have=human_bytes(facts.get("have")))
+    if code == "too-long":
+        tokens, n_ctx, trained = facts.get("tokens", 0), facts.get("n_ctx", 0), facts.get("n_ctx_train", 0)
+        text = translate("Errors", "The message is {tokens} tokens, but the model's context holds {n_ctx}.").format(
+            tokens=f"{tokens:,}", n_ctx=f"{n_ctx:,}")
+        if trained > n_ctx:
+            return text + " " + translate("Errors", "Shorten it, or raise the context length in Settings (this model "
+                                                    "was trained for {trained} tokens).").format(trained=f"{trained:,}")
+        return text + " " + translate("Errors", "Shorten it: this is the longest context the model was trained for.")
+    if code == "disk-full":
+        return translate("Errors", "There is not enough free disk space in {folder}: the download needs {need}, and "
+                                   "{free} is free. Free some space, or choose another download folder in Settings › "
+                                   "Downloads.").format(folder=facts.get("folder", ""),
+                                                        need=human_bytes(facts.get("need")),
+                                                        free=human_bytes(facts.get("free")))
+    return None
+
+
 def describe(kind: str, detail: str, *, downloaded: bool = False, facts: dict | None = None) -> str:
     """The message for an engine error in the current language.
 
@@ -73,12 +123,13 @@ def describe(kind: str, detail: str, *, downloaded: bool = False, facts: dict | 
     then the engine's own detail. ``downloaded``: the damaged file is one r1desk downloaded, so
     downloading it again helps.
     """
+    again = translate("Errors", "Download it again from the model picker.") if downloaded else ""
     worded = from_facts(kind, facts or {})
     if worded is not None:
-        return worded
+        return f"{worded} {again}".strip()
     head = headline(kind)
-    if head and downloaded:
-        head += " " + translate("Errors", "Download it again from the model picker.")
+    if head and again:
+        head += " " + again
     return f"{head} {detail}" if head else detail
 
 

@@ -65,7 +65,8 @@ class FirstRunDialog(QDialog):
         self._workers: list[GeneratorWorker] = []
         layout = QVBoxLayout(self)
         layout.setSpacing(10)
-        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        # The minimum size is kept by _keep_everything_visible (height for the present width).
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
         self.heading = QLabel(self)
         self.heading.setObjectName("Heading")
         self.intro = QLabel(self)
@@ -118,6 +119,33 @@ class FirstRunDialog(QDialog):
         self._workers.append(worker)
         worker.start()
         return worker
+
+    # Size --------------------------------------------------------------------------------
+    def _keep_everything_visible(self) -> None:
+        """At least as tall as the wrapped text needs at the present width.
+
+        Qt sizes a window by its layout's minimum, which ignores height-for-width: with the
+        hub's sentence growing to two lines after the dialog was sized, the card was squeezed
+        and its reason drawn over the memory picture's legend.
+        """
+        layout = self.layout()
+        if layout is None:
+            return
+        need = (layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth()
+                else layout.totalMinimumSize().height())
+        width = max(720, layout.totalMinimumSize().width())
+        if (self.minimumWidth(), self.minimumHeight()) != (width, need):
+            self.setMinimumSize(width, need)
+
+    def event(self, event) -> bool:
+        handled = super().event(event)
+        if event.type() == QEvent.Type.LayoutRequest:
+            self._keep_everything_visible()
+        return handled
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._keep_everything_visible()
 
     # Steps -------------------------------------------------------------------------------
     def _hardware_ready(self, hardware: Any) -> None:

@@ -93,9 +93,16 @@ def plain_words(hw: Any) -> list[tuple[str, str]]:
     if cpu.flags:
         text += "\n" + translate("Hardware", "Speed-ups llama.cpp uses on it: {flags}").format(flags=", ".join(cpu.flags))
     rows.append((translate("Hardware", "Processor"), text))
+    from r1desk.engine.hardware import fit
+
     memory = translate("Hardware", "{total} in all").format(total=human_bytes(hw.ram_total))
     if hw.ram_available is not None:
         memory += translate("Hardware", ", {free} free right now").format(free=human_bytes(hw.ram_available))
+    # The budget every recommendation is judged against (engine.hardware.fit.ram_budget).
+    usable_ram = fit.ram_budget(hw, planning=True)
+    if usable_ram is not None:
+        memory += translate("Hardware", "; a model may use up to {usable} (the rest stays with the system and other "
+                                        "programs)").format(usable=human_bytes(usable_ram))
     rows.append((translate("Hardware", "Memory (RAM)"), memory))
     usable = {id(g) for g in hw.usable_gpus()}
     if not hw.gpus:
@@ -108,6 +115,9 @@ def plain_words(hw: Any) -> list[tuple[str, str]]:
                 total=human_bytes(gpu.total), usable=human_bytes(gpu.working_set))
         else:
             size = translate("Hardware", "{total} of video memory, {free} free").format(total=human_bytes(gpu.total), free=human_bytes(gpu.free))
+            if id(gpu) in usable:
+                size += translate("Hardware", "; a model may use up to {usable}").format(
+                    usable=human_bytes(fit.gpu_budget(gpu, planning=True)))
         details = [size]
         if gpu.driver:
             details.append(translate("Hardware", "driver {version}").format(version=gpu.driver))

@@ -88,10 +88,14 @@ def plan_text(plan: Any) -> str:
         short = [d for d in plan.devices if not d.fits] or plan.devices
         need = sum(d.total for d in short)
         have = sum(d.budget or 0 for d in short)
-        text = translate("Fit", "Does not fit: it needs {need}, and {have} can be used.").format(need=gb(need), have=gb(have))
+        # Which budget: this computer's (what to download) or what is free now (loading).
+        text = (translate("Fit", "Does not fit: it needs {need}, and {have} can be used.") if plan.planning else
+                translate("Fit", "Does not fit right now: it needs {need}, and {have} can be used right now.")
+                ).format(need=gb(need), have=gb(have))
     # Above a few hundred tokens/s the figure says nothing a user needs (tiny models).
     if plan.fits and plan.tokens_per_second and plan.tokens_per_second < 500:
-        text += " " + translate("Fit", "About {tps} tokens/s.").format(tps=f"{plan.tokens_per_second:.0f}")
+        text = translate("Fit", "{plan} About {tps} tokens/s, estimated.").format(
+            plan=text, tps=f"{plan.tokens_per_second:.0f}")
     return text
 
 
@@ -130,20 +134,26 @@ def device_bars(plan: Any, hardware: Any) -> list[DeviceBar]:
 
 class MemoryPicture(QWidget):
     """One bar per device: model weights, context (KV cache) and working memory, against what the
-    device has; a tick marks what r1desk lets a model use; red when it does not fit."""
+    device has; a tick marks what r1desk lets a model use; red when it does not fit.
 
-    ROW = 18
+    Its height follows its font and its width (the legend wraps), so a layout never squeezes
+    the text below it into the legend (``heightForWidth``)."""
+
+    ROW = 18  # at least; taller with a larger font
     LEGEND = 20
+    GAP = 4
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.bars: list[DeviceBar] = []
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
 
     def set_bars(self, bars: list[DeviceBar]) -> None:
         self.bars = bars
-        self.setFixedHeight(max(1, len(bars)) * (self.ROW + 4) + self.LEGEND + 4)
         self._tooltip()
+        self.updateGeometry()
         self.update()
 
     def _tooltip(self) -> None:
@@ -157,24 +167,84 @@ class MemoryPicture(QWidget):
     def _device_name(self, name: str) -> str:
         return self.tr("RAM") if name == "CPU" else name
 
+    @staticmethod
+    def _figures(bar: DeviceBar) -> str:
+        return f"{human_bytes(bar.need)} / {human_bytes(bar.capacity)}"
+
+    # Geometry: one function for the size and for painting --------------------------------
+    def _row_height(self) -> int:
+        return max(self.ROW, self.fontMetrics().height() + 4)
+
+    def _legend_height(self) -> int:
+        return max(self.LEGEND, self.fontMetrics().height() + 6)
+
+    def _columns(self) -> tuple[int, int]:
+        """Widths of the device names on the left and of the figures on the right."""
+        fm = self.fontMetrics()
+        label_w = max([fm.horizontalAdvance(self._device_name(b.name)) for b in self.bars] + [30]) + 8
+        figures_w = max([fm.horizontalAdvance(self._figures(b)) for b in self.bars] + [40]) + 8
+        return label_w, figures_w
+
+    def _legend(self, width: int) -> list[list[tuple[float, str, str | None]]]:
+        """The legend's lines for this width: (x, text, colour; None for the limit tick)."""
+        c = theme.colors()
+        items: list[tuple[str, str | None]] = [(self.tr("weights"), c["mem_weights"]), (self.tr("context"), c["mem_kv"]),
+                                               (self.tr("working memory"), c["mem_other"])]
+        if any(bar.budget for bar in self.bars):
+            items.append((self.tr("limit r1desk keeps to"), None))
+        fm = self.fontMetrics()
+        x0 = float(self._columns()[0])
+        lines: list[list[tuple[float, str, str | None]]] = [[]]
+        x = x0
+        for name, colour in items:
+            item_w = 11 + fm.horizontalAdvance(name)
+            if lines[-1] and x + item_w > width:
+                lines.append([])
+                x = x0
+            lines[-1].append((x, name, colour))
+            x += item_w + 14
+        return lines
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        rows = max(1, len(self.bars)) * (self._row_height() + self.GAP)
+        return rows + len(self._legend(width)) * self._legend_height() + self.GAP
+
+    def _height_now(self) -> int:
+        return self.heightForWidth(self.width() if self.width() > 200 else 320)
+
     def sizeHint(self) -> QSize:  # noqa: N802
-        return QSize(320, max(1, len(self.bars)) * (self.ROW + 4) + self.LEGEND + 4)
+        # The height at the present width: the vertical policy is Fixed, so this is also the most
+        # a layout gives; windows that size themselves without height-for-width use it too.
+        return QSize(320, self._height_now())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(200, self._height_now())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.height() != self.heightForWidth(self.width()):
+            self.updateGeometry()  # the legend wraps differently now: ask the layout again
 
     def paintEvent(self, _event) -> None:  # noqa: N802
         c = theme.colors()
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        fm = painter.fontMetrics()
-        label_w = max([fm.horizontalAdvance(self._device_name(b.name)) for b in self.bars] + [30]) + 8
-        width = self.width() - label_w - 70
+        row_h, legend_h = self._row_height(), self._legend_height()
+        label_w, figures_w = self._columns()
+        width = max(self.width() - label_w - figures_w, 10)
         y = 2
         for bar in self.bars:
             painter.setPen(QColor(c["muted"]))
-            painter.drawText(QRectF(0, y, label_w, self.ROW), Qt.AlignmentFlag.AlignVCenter,
+            painter.drawText(QRectF(0, y, label_w, row_h), Qt.AlignmentFlag.AlignVCenter,
                              self._device_name(bar.name))
             scale = max(bar.capacity, bar.need, 1)
             x0 = float(label_w)
-            track = QRectF(x0, y + 3, width, self.ROW - 6)
+            bar_h = 12
+            top = y + (row_h - bar_h) / 2
+            track = QRectF(x0, top, width, bar_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(c["mem_free"]))
             painter.drawRoundedRect(track, 4, 4)
@@ -184,42 +254,41 @@ class MemoryPicture(QWidget):
                 w = width * amount / scale
                 if w > 0:
                     painter.setBrush(QColor(colour))
-                    painter.drawRect(QRectF(x, y + 3, w, self.ROW - 6))
+                    painter.drawRect(QRectF(x, top, w, bar_h))
                     x += w
             fits = bar.budget is None or bar.need <= bar.budget
             if bar.budget:
                 bx = x0 + width * min(bar.budget, scale) / scale
                 painter.setPen(QPen(QColor(c["text"]), 1.5))
-                painter.drawLine(int(bx), int(y + 1), int(bx), int(y + self.ROW - 1))
+                painter.drawLine(int(bx), int(top - 2), int(bx), int(top + bar_h + 2))
             if not fits:
                 painter.setPen(QPen(QColor(c["too_large"]), 2))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRoundedRect(track, 4, 4)
             painter.setPen(QColor(c["muted"] if fits else c["too_large"]))
-            painter.drawText(QRectF(x0 + width + 6, y, 64, self.ROW), Qt.AlignmentFlag.AlignVCenter,
-                             f"{bar.need / 1024**3:.1f}/{bar.capacity / 1024**3:.0f} GB")
-            y += self.ROW + 4
-        # Legend
-        lx = float(label_w)
-        for name, colour in ((self.tr("weights"), c["mem_weights"]), (self.tr("context"), c["mem_kv"]),
-                             (self.tr("working memory"), c["mem_other"])):
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(colour))
-            painter.drawRect(QRectF(lx, y + 6, 8, 8))
-            painter.setPen(QColor(c["muted"]))
-            painter.drawText(QRectF(lx + 11, y, 160, self.LEGEND), Qt.AlignmentFlag.AlignVCenter, name)
-            lx += 11 + fm.horizontalAdvance(name) + 14
-        if any(bar.budget for bar in self.bars):
-            name = self.tr("limit r1desk keeps to")
-            painter.setPen(QPen(QColor(c["text"]), 1.5))
-            painter.drawLine(int(lx + 4), int(y + 4), int(lx + 4), int(y + 16))
-            painter.setPen(QColor(c["muted"]))
-            painter.drawText(QRectF(lx + 11, y, 200, self.LEGEND), Qt.AlignmentFlag.AlignVCenter, name)
+            painter.drawText(QRectF(x0 + width + 6, y, figures_w - 6, row_h), Qt.AlignmentFlag.AlignVCenter,
+                             self._figures(bar))
+            y += row_h + self.GAP
+        for line in self._legend(self.width()):
+            for lx, name, colour in line:
+                middle = y + legend_h / 2
+                if colour is None:  # the limit tick
+                    painter.setPen(QPen(QColor(c["text"]), 1.5))
+                    painter.drawLine(int(lx + 4), int(middle - 6), int(lx + 4), int(middle + 6))
+                else:
+                    painter.setPen(Qt.PenStyle.NoPen)
+                    painter.setBrush(QColor(colour))
+                    painter.drawRect(QRectF(lx, middle - 4, 8, 8))
+                painter.setPen(QColor(c["muted"]))
+                painter.drawText(QRectF(lx + 11, y, self.width() - lx - 11, legend_h), Qt.AlignmentFlag.AlignVCenter,
+                                 name)
+            y += legend_h
         painter.end()
 
     def changeEvent(self, event) -> None:  # noqa: N802
-        if event.type() == QEvent.Type.LanguageChange:
+        if event.type() in (QEvent.Type.LanguageChange, QEvent.Type.FontChange):
             self._tooltip()
+            self.updateGeometry()
             self.update()
         super().changeEvent(event)
 
@@ -438,8 +507,8 @@ def why_text(choice: Any) -> str:
     if choice.tier is None:
         return plan_text(plan)
     tps = plan.tokens_per_second or 0
-    speed = (translate("Fit", "about {tps} tokens/s").format(tps=f"{tps:.0f}") if tps >= 1
-             else translate("Fit", "under 1 token/s"))
+    speed = (translate("Fit", "about {tps} tokens/s, estimated").format(tps=f"{tps:.0f}") if tps >= 1
+             else translate("Fit", "under 1 token/s, estimated"))
     quality = (translate("Fit", "{quant} is below the usual Q4_K_M floor, the most of this model that fits")
                if choice.below_floor else translate("Fit", "{quant} is the best quality that fits")).format(
         quant=choice.quant)
@@ -449,20 +518,25 @@ def why_text(choice: Any) -> str:
     if choice.tier == "gpu":
         used = sum(d.total for d in plan.gpus)
         budget = sum(d.budget or 0 for d in plan.gpus)
-        return translate("Fit", "Runs entirely on {gpus} ({used} of {budget} with a {ctx} context), {speed}; "
+        text = translate("Fit", "Runs entirely on {gpus} ({used} of {budget} usable with a {ctx} context), {speed}; "
                                 "{quality} with room to spare.").format(
             gpus=names, used=human_bytes(used), budget=human_bytes(budget), ctx=ctx, speed=speed, quality=quality)
-    if plan.mode == "partial":
+    elif plan.mode == "partial":
         text = translate("Fit", "{k} of {n} layers on {gpus} ({gpu}), the rest in RAM ({ram}), {speed}; {quality}").format(
             k=plan.offloaded_layers, n=plan.n_layer, gpus=names, gpu=human_bytes(plan.gpu_bytes),
             ram=human_bytes(plan.ram_bytes), speed=speed, quality=quality)
-        return text + (translate("Fit", "; slow, but nothing faster of this quality fits.") if slow else
-                       translate("Fit", "."))
-    where = translate("Fit", "unified memory") if choice.unified_memory else translate("Fit", "RAM")
-    text = translate("Fit", "Runs on the processor in {where} ({ram} of {budget} usable), {speed}; {quality}").format(
-        where=where, ram=human_bytes(plan.ram_bytes), budget=human_bytes(plan.cpu.budget or 0), speed=speed,
-        quality=quality)
-    return text + (translate("Fit", "; slow, but it is what fits.") if slow else translate("Fit", "."))
+        text += (translate("Fit", "; slow, but nothing faster of this quality fits.") if slow else
+                 translate("Fit", "."))
+    else:
+        where = translate("Fit", "unified memory") if choice.unified_memory else translate("Fit", "RAM")
+        text = translate("Fit", "Runs on the processor in {where} ({ram} of {budget} usable), {speed}; {quality}").format(
+            where=where, ram=human_bytes(plan.ram_bytes), budget=human_bytes(plan.cpu.budget or 0), speed=speed,
+            quality=quality)
+        text += translate("Fit", "; slow, but it is what fits.") if slow else translate("Fit", ".")
+    if getattr(choice, "ctx_capped", False):
+        text = translate("Fit", "{reason} Context capped at {ctx} tokens, the most this model was trained for.").format(
+            reason=text, ctx=f"{choice.n_ctx:,}")
+    return text
 
 
 class OfferCard(QFrame):
@@ -683,7 +757,11 @@ class ModelPicker(QDialog):
         self.open_button = QPushButton(local)
         self.open_button.setIcon(theme.icon("folder"))
         self.open_button.clicked.connect(self._open_file)
+        self.folder_button = QPushButton(local)
+        self.folder_button.setIcon(theme.icon("search"))
+        self.folder_button.clicked.connect(self.scan_folder)
         buttons.addWidget(self.scan_button)
+        buttons.addWidget(self.folder_button)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
         local_layout.addLayout(buttons)
@@ -788,17 +866,18 @@ class ModelPicker(QDialog):
         self.local_note.style().unpolish(self.local_note)
         self.local_note.style().polish(self.local_note)
 
-    def scan(self) -> None:
+    def scan(self, folder: str | None = None) -> None:
+        """Look for models other apps downloaded (and in ``folder``, when given)."""
         if self._scan_worker is not None:
             return
 
         def scan_library():
             from r1desk.engine.db.database import open_db
-            from r1desk.engine.models.library import Library
+            from r1desk.engine.models.library import Library, default_roots
 
             db = open_db()
             try:
-                return Library(db).scan()
+                return Library(db).scan(default_roots() + ([("local", folder)] if folder else []))
             finally:
                 db.conn.close()
 
@@ -807,17 +886,42 @@ class ModelPicker(QDialog):
         self._scan_worker.errored.connect(lambda exc: self.local_note.setText(str(exc)))
         self._scan_worker.finished.connect(self._scan_finished)
         self.scan_button.setEnabled(False)
-        self.local_note.setText(self.tr("Looking for GGUF models on this computer…"))
+        self.folder_button.setEnabled(False)
+        self._show_note(self.tr("Looking for GGUF models on this computer…"))
         self._scan_worker.start()
+
+    def scan_folder(self) -> None:
+        from r1desk.app.qt import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Look for GGUF models in a folder"), str(Path.home()))
+        if folder:
+            self.scan(folder)
 
     def _scanned(self, report: Any) -> None:
         self.refresh()
-        self.local_note.setText(self.tr("Found {added} new models; {missing} are missing.").format(
-            added=len(report.added), missing=len(report.missing)))
+        self._scan_report = report
+        self._show_note(self._scan_words(report))
+
+    def _scan_words(self, report: Any) -> str:
+        names = {"r1desk": self.tr("r1desk's models folder"), "hf": self.tr("the Hugging Face cache"),
+                 "lmstudio": self.tr("LM Studio"), "ollama": self.tr("Ollama"), "local": self.tr("the folder you chose")}
+        looked = "; ".join(f"{names.get(kind, kind)} ({folder})" for kind, folder in report.roots)
+        added = len(report.added)
+        found = (self.tr("No new models found.") if added == 0 else self.tr("1 new model found.") if added == 1
+                 else self.tr("{n} new models found.").format(n=added))
+        text = found + " " + (self.tr("Looked in: {folders}.").format(folders=looked) if looked else
+                              self.tr("None of the folders other apps use exist on this computer."))
+        if report.missing:
+            text += " " + self.tr("{n} listed model(s) are missing: their files were moved or deleted.").format(
+                n=len(report.missing))
+        if report.skipped:
+            text += " " + self.tr("{n} file(s) could not be used.").format(n=len(report.skipped))
+        return text
 
     def _scan_finished(self) -> None:
         self._scan_worker = None
         self.scan_button.setEnabled(True)
+        self.folder_button.setEnabled(True)
 
     # Recommended downloads ---------------------------------------------------------------
     def _hardware_ready(self, hardware: Any) -> None:
@@ -889,14 +993,22 @@ class ModelPicker(QDialog):
         if hw is None:
             self.machine.setText(self.tr("Looking at this computer…"))
             return
+        from r1desk.engine.hardware import fit
+
         gpus = hw.usable_gpus()
         if gpus:
             gpu = ", ".join(f"{g.name} ({human_bytes(g.working_set or g.total)})" for g in gpus)
-            self.machine.setText(self.tr("This computer: {ram} of RAM, graphics: {gpu}.").format(
-                ram=human_bytes(hw.ram_total), gpu=gpu))
+            text = self.tr("This computer: {ram} of RAM, graphics: {gpu}.").format(
+                ram=human_bytes(hw.ram_total), gpu=gpu)
         else:
-            self.machine.setText(self.tr("This computer: {ram} of RAM, no graphics card r1desk can use, "
-                                         "so models run on the processor.").format(ram=human_bytes(hw.ram_total)))
+            text = self.tr("This computer: {ram} of RAM, no graphics card r1desk can use, "
+                           "so models run on the processor.").format(ram=human_bytes(hw.ram_total))
+        usable = fit.ram_budget(hw, planning=True)
+        if usable is not None:
+            # The budget the cards' "usable" figures are against.
+            text = self.tr("{machine} A model may use up to {usable} of the RAM; the rest stays with the system "
+                           "and other programs.").format(machine=text, usable=human_bytes(usable))
+        self.machine.setText(text)
 
     # Words -------------------------------------------------------------------------------
     def retranslate(self) -> None:
@@ -906,6 +1018,9 @@ class ModelPicker(QDialog):
         self.tabs.setTabText(1, self.tr("Download"))
         self.scan_button.setText(self.tr("Find models from other apps"))
         self.open_button.setText(self.tr("Open a GGUF file…"))
+        self.folder_button.setText(self.tr("Look in a folder…"))
+        if getattr(self, "_scan_report", None) is not None and self.local_note.objectName() != "MessageNotice":
+            self.local_note.setText(self._scan_words(self._scan_report))
         self.repo_edit.setPlaceholderText(self.tr("Or type a model repository, e.g. bartowski/Qwen_Qwen3-4B-GGUF"))
         self.repo_button.setText(self.tr("Download"))
         if getattr(self, "_custom_words", None) is not None:

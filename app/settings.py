@@ -6,6 +6,7 @@ import os
 from typing import Any, Callable
 
 from r1desk.app import i18n, theme
+from r1desk.app.hardware import probe
 from r1desk.app.qt import (
     QComboBox,
     QDialog,
@@ -126,6 +127,29 @@ class _OptionalSpin:
         self.spin.setValue(self.none_value if value is None else value)
 
 
+class _ReplyLimit:
+    """The longest answer, in tokens: the engine's default unless changed; 0 reads "No limit".
+
+    The default is shown as its number but kept as ``None``, so the setting follows the engine's
+    default rather than freezing today's.
+    """
+
+    def __init__(self, spin: QSpinBox):
+        from r1desk.engine.chat.service import DEFAULT_MAX_TOKENS
+
+        self.spin = spin
+        self.default = DEFAULT_MAX_TOKENS
+        spin.setMinimum(0)
+        spin.setGroupSeparatorShown(True)
+
+    def value(self) -> int | None:
+        v = int(self.spin.value())
+        return None if v == self.default else v
+
+    def set(self, value: Any) -> None:
+        self.spin.setValue(self.default if value is None else int(value))
+
+
 class SettingsDialog(QDialog):
     """Context, GPU layers (with a live estimate), sampling, hub, data folder, language, theme."""
 
@@ -163,6 +187,7 @@ class SettingsDialog(QDialog):
         self.load()
         self.retranslate()
         self._request_estimate()
+        probe().request(self._hardware_known)
 
     # Building ----------------------------------------------------------------------------
     def _build_model_tab(self) -> None:
@@ -188,6 +213,13 @@ class SettingsDialog(QDialog):
         gpu_row.addStretch(1)
         self.gpu_label = QLabel(page)
         form.addRow(self.gpu_label, gpu_row)
+        # Shown instead of choices that would change nothing: no GPU this llama.cpp can use.
+        self.gpu_unusable = False
+        self.gpu_reason = QLabel(page)
+        self.gpu_reason.setObjectName("Muted")
+        self.gpu_reason.setWordWrap(True)
+        self.gpu_reason.setVisible(False)
+        form.addRow("", self.gpu_reason)
         self.estimate_label = QLabel(page)
         self.estimate_label.setObjectName("Muted")
         self.estimate_label.setWordWrap(True)
@@ -221,7 +253,7 @@ class SettingsDialog(QDialog):
             "top_k": _OptionalSpin(ispin(1000), 0),
             "min_p": _OptionalSpin(dspin(1.0, 0.01), -0.01),
             "repeat_penalty": _OptionalSpin(dspin(2.0, 0.01), 0.99),
-            "max_tokens": _OptionalSpin(ispin(1_000_000, 256), 0),
+            "max_tokens": _ReplyLimit(ispin(1_000_000, 256)),
             "seed": _OptionalSpin(ispin(2_147_483_647), -1),
             "reasoning_budget": _OptionalSpin(ispin(1_000_000, 256), 0),
         }
@@ -296,7 +328,7 @@ class SettingsDialog(QDialog):
         self.gpu_manual.setChecked(manual)
         self.gpu_auto.setChecked(not manual)
         self.gpu_spin.setValue(gpu if manual else 0)
-        self.gpu_spin.setEnabled(manual)
+        self._enable_gpu_controls()
         for key, opt in self.sampling.items():
             opt.set(s.get(f"chat.{key}"))
         self.endpoint_combo.setCurrentText(s.get("hub.endpoint") or "")
@@ -350,8 +382,19 @@ class SettingsDialog(QDialog):
             super().accept()
 
     def _gpu_mode_changed(self) -> None:
-        self.gpu_spin.setEnabled(self.gpu_manual.isChecked())
+        self._enable_gpu_controls()
         self._schedule_estimate()
+
+    def _hardware_known(self, hardware: Any) -> None:
+        self.gpu_unusable = not hardware.usable_gpus()
+        self.gpu_reason.setVisible(self.gpu_unusable)
+        self._enable_gpu_controls()
+
+    def _enable_gpu_controls(self) -> None:
+        """Without a usable GPU every layer runs on the processor: the choice is shown, disabled, with why."""
+        self.gpu_auto.setEnabled(not self.gpu_unusable)
+        self.gpu_manual.setEnabled(not self.gpu_unusable)
+        self.gpu_spin.setEnabled(not self.gpu_unusable and self.gpu_manual.isChecked())
 
     def _schedule_estimate(self, *_: Any) -> None:
         self._estimate_timer.start()
@@ -387,6 +430,8 @@ class SettingsDialog(QDialog):
         self.gpu_label.setText(self.tr("GPU layers"))
         self.gpu_auto.setText(self.tr("Automatic"))
         self.gpu_manual.setText(self.tr("Number:"))
+        self.gpu_reason.setText(self.tr("This computer has no graphics card r1desk can use: every layer runs on "
+                                        "the processor, so there is nothing to choose here."))
         self.load_note.setText(self.tr(
             "Context length and GPU layers take effect when the model is loaded again "
             "(r1desk reloads it for you)."
@@ -402,15 +447,23 @@ class SettingsDialog(QDialog):
         for key, opt in self.sampling.items():
             if key == "seed":
                 opt.spin.setSpecialValueText(self.tr("Random"))
-            elif key in ("max_tokens", "reasoning_budget"):
+            elif key == "max_tokens":
+                opt.spin.setSpecialValueText(self.tr("No limit"))
+                opt.spin.setSuffix(self.tr(" tokens"))
+            elif key == "reasoning_budget":
                 opt.spin.setSpecialValueText(self.tr("Unlimited"))
                 opt.spin.setSuffix(self.tr(" tokens"))
             else:
                 opt.spin.setSpecialValueText(self.tr("Model default"))
+        reply_limit = self.tr(
+            "The longest reply counts the answer only: R1's thinking is not counted, and the context "
+            "holds both. \"No limit\" (0) lets a reply run until the context is full."
+        )
+        self.sampling["max_tokens"].spin.setToolTip(reply_limit)
         self.sampling_note.setText(self.tr(
             "\"Model default\" uses what the model recommends (for DeepSeek-R1: temperature 0.6, "
             "top P 0.95). The reasoning budget limits how long R1 may think before it must answer."
-        ))
+        ) + " " + reply_limit)
         self.endpoint_label.setText(self.tr("Download server"))
         self.endpoint_combo.setItemText(0, "")
         self.endpoint_combo.lineEdit().setPlaceholderText(self.tr("Hugging Face (default)"))

@@ -7,6 +7,7 @@ GeneratorWorker; the window only reacts to its signals, so the GUI thread never 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MEASURE_DELAY_MS = 400  # after the last keystroke
 MEASURE_FROM_CHARS = 2000  # shorter messages always fit; no need to count them
+PROMPT_PROGRESS_AFTER_SECONDS = 1.0  # a prompt read quicker than this shows no progress
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Reply:
     content: list[str] = field(default_factory=list)
     finished: bool = False
     context_used: int = 0  # prompt tokens, then one more per piece that arrives
+    prompt_started: float | None = None  # time.monotonic() when the model began reading the prompt
 
 
 class NoticeBar(QFrame):
@@ -397,6 +400,7 @@ class MainWindow(QMainWindow):
             ChatError,
             ContentDelta,
             Loading,
+            PromptProgress,
             PromptRead,
             Queued,
             ReasoningDelta,
@@ -415,6 +419,8 @@ class MainWindow(QMainWindow):
             reply.context_used = event.tokens if isinstance(event, PromptRead) else reply.context_used + 1
             if shown:
                 self.status.set_context_used(reply.context_used)
+        if isinstance(event, PromptRead):
+            reply.prompt_started = time.monotonic()
         if isinstance(event, ContentDelta):
             reply.content.append(event.text)
             if widget is not None:
@@ -439,6 +445,11 @@ class MainWindow(QMainWindow):
             self.status.set_loading(event.model, event.reason, event.detail)
         elif isinstance(event, Queued):
             self.status.set_queued(event.position)
+        elif isinstance(event, PromptProgress):
+            started = reply.prompt_started
+            if (widget is not None and started is not None
+                    and time.monotonic() - started >= PROMPT_PROGRESS_AFTER_SECONDS):
+                widget.set_prompt_progress(event.done, event.total)
         elif isinstance(event, Stats):
             stats = event.to_dict()
             if widget is not None:

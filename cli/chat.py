@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
 from r1desk.cli import cli
-from r1desk.engine.chat.service import ChatService, SamplingParams
+from r1desk.engine.chat.service import DEFAULT_MAX_TOKENS, ChatService, SamplingParams
 from r1desk.engine.errors import R1deskError
-from r1desk.engine.events import ChatError, ContentDelta, Loading, Queued, ReasoningDelta, Started, Stats
+from r1desk.engine.events import (
+    ChatError,
+    ContentDelta,
+    Loading,
+    PromptProgress,
+    PromptRead,
+    Queued,
+    ReasoningDelta,
+    Started,
+    Stats,
+)
 from r1desk.engine.inference.host import LoadOptions
 
 RELOAD_REASONS = {
@@ -42,7 +53,9 @@ def _gpu_layers(value: str) -> int | str:
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
               help="KV cache type.")
 @click.option("--no-mmap", is_flag=True, help="Read the whole model into memory instead of mapping it.")
-@click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate for a reply.")
+@click.option("--max-tokens", type=click.IntRange(min=0), default=DEFAULT_MAX_TOKENS, show_default=True,
+              help="Most tokens in a reply's answer; an R1 model's thinking is not counted (see "
+              "--reasoning-budget). 0: no limit, the reply may run until the context is full.")
 @click.option("--temperature", type=float)
 @click.option("--top-p", type=float)
 @click.option("--seed", type=int)
@@ -141,16 +154,64 @@ def _read_message() -> str | None:
     return "\n".join(lines)
 
 
+PROMPT_PROGRESS_AFTER_SECONDS = 1.0  # a prompt read quicker than this shows no progress
+
+
+class PromptProgressLine:
+    """How far a long prompt has been read, on stderr: a line that updates on a terminal, else one
+    note once the reply starts. Nothing for a prompt read in under PROMPT_PROGRESS_AFTER_SECONDS."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started: float | None = None
+        self.last: tuple[int, int] | None = None
+        self.shown = False
+
+    def start(self) -> None:
+        self.started, self.last, self.shown = time.monotonic(), None, False
+
+    def update(self, done: int, total: int) -> None:
+        if self.started is None:
+            self.start()
+        self.last = (done, total)
+        if self.tty and time.monotonic() - self.started >= PROMPT_PROGRESS_AFTER_SECONDS:
+            text = click.style(f"Reading the prompt… {done:,} / {total:,} tokens", dim=True)
+            click.echo("\r\033[K" + text, file=self.stream, nl=False)
+            self.shown = True
+
+    def end(self) -> None:
+        """The reply has begun (or stopped): clear the line, or say how long the prompt took."""
+        if self.started is None or self.last is None:
+            self.started = None
+            return
+        elapsed = time.monotonic() - self.started
+        if self.shown:
+            click.echo("\r\033[K", file=self.stream, nl=False)
+        elif not self.tty and elapsed >= PROMPT_PROGRESS_AFTER_SECONDS:
+            done, total = self.last
+            what = f"the prompt: {total:,} tokens" if done >= total else f"{done:,} of {total:,} prompt tokens"
+            click.echo(click.style(f"Read {what} in {elapsed:.1f} s", dim=True), file=self.stream)
+        self.started, self.last, self.shown = None, None, False
+
+
 def _reply(service: ChatService, conversation_id, text, params, as_json, hide_reasoning, *, one_shot=False):
     reasoning: list[str] = []
     answer: list[str] = []
     stats: Stats | None = None
     in_reasoning = False
+    prompt_line = PromptProgressLine()
     events = service.send(conversation_id, text, params)
     try:
         for event in events:
+            if isinstance(event, (ReasoningDelta, ContentDelta, Stats, ChatError)):
+                prompt_line.end()
             if isinstance(event, Started):
                 conversation_id = event.conversation_id
+            elif isinstance(event, PromptRead):
+                prompt_line.start()
+            elif isinstance(event, PromptProgress):
+                prompt_line.update(event.done, event.total)
             elif isinstance(event, ReasoningDelta):
                 reasoning.append(event.text)
                 if not as_json and not hide_reasoning:
@@ -176,6 +237,7 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
             elif isinstance(event, ChatError):
                 raise R1deskError(event.message)
     except KeyboardInterrupt:
+        prompt_line.end()
         events.cancel()
         for event in events:  # let the reply finish as cancelled, saved
             if isinstance(event, Stats):

@@ -88,7 +88,7 @@ def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None
 
 
 @cli.command()
-@click.argument("spec", metavar="REPO[:QUANT]")
+@click.argument("spec", metavar="MODEL[:QUANT]")
 @click.option("--file", "filename", help="Exact file in the repo (for a split model, its first part).")
 @click.option("--endpoint", help="Hub or mirror address, e.g. https://hf-mirror.com (saved as the default with --save-endpoint).")
 @click.option("--save-endpoint", is_flag=True, help="Remember --endpoint for later downloads.")
@@ -99,9 +99,15 @@ def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None
 def pull(spec, filename, endpoint, save_endpoint, folder, revision, name, n_ctx):
     """Download a GGUF model from the Hugging Face hub (or a mirror), verify it and add it to the library.
 
-    Examples: r1desk pull unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF:Q4_K_M
+    MODEL is a hub repo (owner/name) or the id of a model in 'r1desk catalog'; without :QUANT
+    the quantisation recommended for this machine is taken.
+
+    Examples: r1desk pull deepseek-r1-distill-qwen-7b, r1desk pull deepseek-r1-distill-qwen-7b:Q8_0,
+    r1desk pull unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF:Q4_K_M
     """
-    repo, quant = dl.parse_spec(spec)
+    repo, quant = dl.parse_spec(spec)  # a bare name is a catalog id, refused here if unknown
+    if "/" not in spec:
+        click.echo(f"{spec.partition(':')[0].strip()} is {repo} in r1desk's catalog.", err=True)
     if endpoint and save_endpoint:
         dl.set_hub_endpoint(endpoint)
     if quant is None and filename is None:

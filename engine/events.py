@@ -90,6 +90,18 @@ class PromptRead:
 
 
 @dataclass
+class PromptProgress:
+    """A long prompt is being evaluated: ``done`` of its ``total`` tokens so far (cached ones included).
+
+    Sent about every quarter second while more than one batch of new tokens is read, the last
+    one with ``done == total`` just before the reply's first token; short prompts send none.
+    """
+
+    done: int
+    total: int
+
+
+@dataclass
 class ReasoningDelta:
     """More of the model's reasoning (the part inside <think>...</think>)."""
 
@@ -151,4 +163,4 @@ class Progress:
         return min(1.0, self.done / self.total)
 
 
-ChatEvent = Started | Queued | Loading | PromptRead | ReasoningDelta | ContentDelta | Stats | ChatError
+ChatEvent = Started | Queued | Loading | PromptRead | PromptProgress | ReasoningDelta | ContentDelta | Stats | ChatError

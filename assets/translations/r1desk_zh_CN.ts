@@ -218,6 +218,74 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>模型意外停止：{why}。发送下一条消息时会重新启动。</translation>
     </message>
     <message>
+        <source>it is a text file</source>
+        <translation>它是一个文本文件</translation>
+    </message>
+    <message>
+        <source>it is a web page, perhaps an error page saved instead of the download</source>
+        <translation>它是一个网页，可能是下载时保存下来的错误页面</translation>
+    </message>
+    <message>
+        <source>it is a safetensors file: convert the model to GGUF first</source>
+        <translation>它是 safetensors 文件：请先把模型转换为 GGUF</translation>
+    </message>
+    <message>
+        <source>it is a ZIP archive, as PyTorch checkpoints are: convert the model to GGUF first</source>
+        <translation>它是 ZIP 压缩包（PyTorch 检查点就是这种格式）：请先把模型转换为 GGUF</translation>
+    </message>
+    <message>
+        <source>it is a Python pickle, which r1desk never loads</source>
+        <translation>它是 Python pickle 文件，r1desk 从不加载这种文件</translation>
+    </message>
+    <message>
+        <source>it is a folder</source>
+        <translation>它是一个文件夹</translation>
+    </message>
+    <message>
+        <source>it is too short to be one</source>
+        <translation>它太短，不可能是模型文件</translation>
+    </message>
+    <message>
+        <source>it is a LoRA adapter: load it on top of a model</source>
+        <translation>它是 LoRA 适配器：请在模型之上加载它</translation>
+    </message>
+    <message>
+        <source>it does not start with the GGUF signature</source>
+        <translation>它的开头不是 GGUF 标识</translation>
+    </message>
+    <message>
+        <source>{file} is not a GGUF model: {what}.</source>
+        <translation>{file} 不是 GGUF 模型：{what}。</translation>
+    </message>
+    <message>
+        <source>The model file {file} was not found; it may have been moved or deleted.</source>
+        <translation>找不到模型文件 {file}，它可能已被移动或删除。</translation>
+    </message>
+    <message>
+        <source>{file} is incomplete: it has {size} of {expected} ({pct}%).</source>
+        <translation>{file} 不完整：只有 {expected} 中的 {size}（{pct}%）。</translation>
+    </message>
+    <message>
+        <source>There is not enough memory for this model with these settings: it needs {need}, and {have} can be used. Try a smaller model or quantisation, or a shorter context in Settings.</source>
+        <translation>按当前设置，内存不足以运行这个模型：需要 {need}，可用 {have}。请换一个更小的模型或量化版本，或在“设置”中缩短上下文。</translation>
+    </message>
+    <message>
+        <source>The message is {tokens} tokens, but the model&apos;s context holds {n_ctx}.</source>
+        <translation>这条消息有 {tokens} 个词元，但模型的上下文只能容纳 {n_ctx} 个。</translation>
+    </message>
+    <message>
+        <source>Shorten it, or raise the context length in Settings (this model was trained for {trained} tokens).</source>
+        <translation>请缩短它，或在“设置”中调大上下文长度（这个模型训练时支持 {trained} 个词元）。</translation>
+    </message>
+    <message>
+        <source>Shorten it: this is the longest context the model was trained for.</source>
+        <translation>请缩短它：这已经是模型训练时支持的最长上下文。</translation>
+    </message>
+    <message>
+        <source>There is not enough free disk space in {folder}: the download needs {need}, and {free} is free. Free some space, or choose another download folder in Settings › Downloads.</source>
+        <translation>{folder} 的磁盘空间不足：下载需要 {need}，可用 {free}。请释放一些空间，或在“设置 › 下载”中选择其他下载文件夹。</translation>
+    </message>
+    <message>
         <source>Download it again from the model picker.</source>
         <translation>请在模型选择器中重新下载。</translation>
     </message>
@@ -340,28 +408,36 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>放不下：需要 {need}，可用的只有 {have}。</translation>
     </message>
     <message>
-        <source>About {tps} tokens/s.</source>
-        <translation>约每秒 {tps} 个词元。</translation>
+        <source>Does not fit right now: it needs {need}, and {have} can be used right now.</source>
+        <translation>此刻放不下：需要 {need}，此刻可用的只有 {have}。</translation>
     </message>
     <message>
-        <source>about {tps} tokens/s</source>
-        <translation>约每秒 {tps} 个词元</translation>
+        <source>{reason} Context capped at {ctx} tokens, the most this model was trained for.</source>
+        <translation>{reason}上下文限制为 {ctx} 个词元，这是该模型训练时支持的最大长度。</translation>
     </message>
     <message>
-        <source>under 1 token/s</source>
-        <translation>每秒不到 1 个词元</translation>
+        <source>about {tps} tokens/s, estimated</source>
+        <translation>估计约每秒 {tps} 个词元</translation>
+    </message>
+    <message>
+        <source>under 1 token/s, estimated</source>
+        <translation>估计每秒不到 1 个词元</translation>
+    </message>
+    <message>
+        <source>Runs entirely on {gpus} ({used} of {budget} usable with a {ctx} context), {speed}; {quality} with room to spare.</source>
+        <translation>完全在 {gpus} 上运行（{ctx} 上下文占用 {used} / 可用 {budget}），{speed}；{quality}，并留有余量。</translation>
     </message>
     <message>
         <source>{quant} is below the usual Q4_K_M floor, the most of this model that fits</source>
         <translation>{quant} 低于通常的 Q4_K_M 质量底线，是这个模型能放下的最好版本</translation>
     </message>
     <message>
-        <source>{quant} is the best quality that fits</source>
-        <translation>{quant} 是能放下的最高质量版本</translation>
+        <source>{plan} About {tps} tokens/s, estimated.</source>
+        <translation>{plan}估计约每秒 {tps} 个词元。</translation>
     </message>
     <message>
-        <source>Runs entirely on {gpus} ({used} of {budget} with a {ctx} context), {speed}; {quality} with room to spare.</source>
-        <translation>完全在 {gpus} 上运行（{ctx} 上下文占用 {used} / {budget}），{speed}；{quality}，并留有余量。</translation>
+        <source>{quant} is the best quality that fits</source>
+        <translation>{quant} 是能放下的最高质量版本</translation>
     </message>
     <message>
         <source>{k} of {n} layers on {gpus} ({gpu}), the rest in RAM ({ram}), {speed}; {quality}</source>
@@ -423,6 +499,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>，当前空闲 {free}</translation>
     </message>
     <message>
+        <source>; a model may use up to {usable} (the rest stays with the system and other programs)</source>
+        <translation>；模型最多可用 {usable}（其余留给系统和其他程序）</translation>
+    </message>
+    <message>
         <source>None that r1desk can use was found. Models run on the processor and in RAM: this works, just more slowly than on a graphics card.</source>
         <translation>没有找到 r1desk 能使用的显卡。模型将在处理器和内存中运行：可以正常使用，只是比在显卡上慢。</translation>
     </message>
@@ -433,6 +513,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>{total} of video memory, {free} free</source>
         <translation>显存 {total}，空闲 {free}</translation>
+    </message>
+    <message>
+        <source>; a model may use up to {usable}</source>
+        <translation>；模型最多可用 {usable}</translation>
     </message>
     <message>
         <source>driver {version}</source>
@@ -564,6 +648,54 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>还没有加载模型。请选择或下载一个模型，然后开始聊天。</translation>
     </message>
     <message>
+        <source>System prompt</source>
+        <translation>系统提示词</translation>
+    </message>
+    <message>
+        <source>Instructions the model gets before this conversation (empty: none):</source>
+        <translation>模型在这个对话之前收到的指示（留空表示没有）：</translation>
+    </message>
+    <message>
+        <source>Conversation</source>
+        <translation>对话</translation>
+    </message>
+    <message>
+        <source>Export the conversation</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Markdown (*.md);;JSON (*.json)</source>
+        <translation>Markdown (*.md);;JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>The conversation could not be saved to {path}: {error}</source>
+        <translation>无法将对话保存到 {path}：{error}</translation>
+    </message>
+    <message>
+        <source>Saved the conversation to {path}.</source>
+        <translation>已将对话保存到 {path}。</translation>
+    </message>
+    <message>
+        <source>This message is {n} tokens; with the conversation, {total} of the {ctx} the context holds.</source>
+        <translation>这条消息有 {n} 个词元；连同对话，共 {total} 个，上下文最多容纳 {ctx} 个。</translation>
+    </message>
+    <message>
+        <source>Older turns will be left out so that it fits.</source>
+        <translation>较早的对话轮次会被省略，以便放得下。</translation>
+    </message>
+    <message>
+        <source>It fits, but leaves less room for the answer than the reply limit.</source>
+        <translation>放得下，但留给回答的空间少于回复上限。</translation>
+    </message>
+    <message>
+        <source>It is too long to send: shorten it, or raise the context length in Settings (this model was trained for {train} tokens).</source>
+        <translation>消息太长，无法发送：请缩短它，或在“设置”中调大上下文长度（这个模型训练时支持 {train} 个词元）。</translation>
+    </message>
+    <message>
+        <source>It is too long to send: shorten it (this is the longest context the model was trained for).</source>
+        <translation>消息太长，无法发送：请缩短它（这已经是模型训练时支持的最长上下文）。</translation>
+    </message>
+    <message>
         <source>Open a GGUF model</source>
         <translation>打开 GGUF 模型</translation>
     </message>
@@ -646,8 +778,16 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>复制消息</translation>
     </message>
     <message>
-        <source>Regenerate this reply</source>
-        <translation>重新生成这条回复</translation>
+        <source>Regenerate this reply (this one is kept: flip back with ‹ ›)</source>
+        <translation>重新生成这条回复（这条会保留：用 ‹ › 切换回来）</translation>
+    </message>
+    <message>
+        <source>The earlier reply</source>
+        <translation>较早的回复</translation>
+    </message>
+    <message>
+        <source>The later reply</source>
+        <translation>较新的回复</translation>
     </message>
     <message>
         <source>Edit and send again</source>
@@ -673,6 +813,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <source>This reply was interrupted (the app was closed while it was written).</source>
         <translation>这条回复被中断了（生成过程中应用被关闭）。</translation>
     </message>
+    <message>
+        <source>Reading the prompt… {done} / {total} tokens</source>
+        <translation>正在读取提示… {done} / {total} 个词元</translation>
+    </message>
 </context>
 <context>
     <name>ModelPicker</name>
@@ -693,8 +837,56 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>正在这台电脑上查找 GGUF 模型…</translation>
     </message>
     <message>
-        <source>Found {added} new models; {missing} are missing.</source>
-        <translation>找到 {added} 个新模型；{missing} 个模型的文件不见了。</translation>
+        <source>Look for GGUF models in a folder</source>
+        <translation>在文件夹中查找 GGUF 模型</translation>
+    </message>
+    <message>
+        <source>r1desk&apos;s models folder</source>
+        <translation>r1desk 的模型文件夹</translation>
+    </message>
+    <message>
+        <source>the Hugging Face cache</source>
+        <translation>Hugging Face 缓存</translation>
+    </message>
+    <message>
+        <source>LM Studio</source>
+        <translation>LM Studio</translation>
+    </message>
+    <message>
+        <source>Ollama</source>
+        <translation>Ollama</translation>
+    </message>
+    <message>
+        <source>the folder you chose</source>
+        <translation>你选择的文件夹</translation>
+    </message>
+    <message>
+        <source>No new models found.</source>
+        <translation>没有找到新模型。</translation>
+    </message>
+    <message>
+        <source>1 new model found.</source>
+        <translation>找到 1 个新模型。</translation>
+    </message>
+    <message>
+        <source>{n} new models found.</source>
+        <translation>找到 {n} 个新模型。</translation>
+    </message>
+    <message>
+        <source>Looked in: {folders}.</source>
+        <translation>查找了：{folders}。</translation>
+    </message>
+    <message>
+        <source>None of the folders other apps use exist on this computer.</source>
+        <translation>这台电脑上没有其他应用使用的模型文件夹。</translation>
+    </message>
+    <message>
+        <source>{n} listed model(s) are missing: their files were moved or deleted.</source>
+        <translation>列表中有 {n} 个模型缺失：它们的文件已被移动或删除。</translation>
+    </message>
+    <message>
+        <source>{n} file(s) could not be used.</source>
+        <translation>有 {n} 个文件无法使用。</translation>
     </message>
     <message>
         <source>Recommendations are not available: {error}</source>
@@ -715,6 +907,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>This computer: {ram} of RAM, no graphics card r1desk can use, so models run on the processor.</source>
         <translation>这台电脑：内存 {ram}，没有 r1desk 能使用的显卡，模型将在处理器上运行。</translation>
+    </message>
+    <message>
+        <source>{machine} A model may use up to {usable} of the RAM; the rest stays with the system and other programs.</source>
+        <translation>{machine}模型最多可使用其中 {usable} 内存，其余留给系统和其他程序。</translation>
     </message>
     <message>
         <source>Models</source>
@@ -739,6 +935,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Open a GGUF file…</source>
         <translation>打开 GGUF 文件…</translation>
+    </message>
+    <message>
+        <source>Look in a folder…</source>
+        <translation>在文件夹中查找…</translation>
     </message>
     <message>
         <source>Or type a model repository, e.g. bartowski/Qwen_Qwen3-4B-GGUF</source>
@@ -843,6 +1043,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>数量：</translation>
     </message>
     <message>
+        <source>This computer has no graphics card r1desk can use: every layer runs on the processor, so there is nothing to choose here.</source>
+        <translation>这台电脑没有 r1desk 能使用的显卡：所有层都在处理器上运行，这里无需选择。</translation>
+    </message>
+    <message>
         <source>Context length and GPU layers take effect when the model is loaded again (r1desk reloads it for you).</source>
         <translation>上下文长度和 GPU 层数在重新加载模型后生效（r1desk 会自动重新加载）。</translation>
     </message>
@@ -883,12 +1087,20 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>随机</translation>
     </message>
     <message>
+        <source>No limit</source>
+        <translation>不限制</translation>
+    </message>
+    <message>
         <source>Unlimited</source>
         <translation>不限</translation>
     </message>
     <message>
         <source>Model default</source>
         <translation>模型默认</translation>
+    </message>
+    <message>
+        <source>The longest reply counts the answer only: R1&apos;s thinking is not counted, and the context holds both. &quot;No limit&quot; (0) lets a reply run until the context is full.</source>
+        <translation>最长回复只计算回答部分：R1 的思考不计入，但两者都占用上下文。“不限制”（0）会让回复一直生成到上下文用满为止。</translation>
     </message>
     <message>
         <source>&quot;Model default&quot; uses what the model recommends (for DeepSeek-R1: temperature 0.6, top P 0.95). The reasoning budget limits how long R1 may think before it must answer.</source>
@@ -974,8 +1186,24 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>没有找到</translation>
     </message>
     <message>
+        <source>More than {n} messages found</source>
+        <translation>找到超过 {n} 条消息</translation>
+    </message>
+    <message>
+        <source>1 message found</source>
+        <translation>找到 1 条消息</translation>
+    </message>
+    <message>
         <source>{n} messages found</source>
         <translation>找到 {n} 条消息</translation>
+    </message>
+    <message>
+        <source>in the thinking</source>
+        <translation>在思考过程中</translation>
+    </message>
+    <message>
+        <source>{n} matches</source>
+        <translation>{n} 处匹配</translation>
     </message>
     <message>
         <source>Today</source>
@@ -1000,6 +1228,14 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Rename</source>
         <translation>重命名</translation>
+    </message>
+    <message>
+        <source>System prompt…</source>
+        <translation>系统提示词…</translation>
+    </message>
+    <message>
+        <source>Export…</source>
+        <translation>导出…</translation>
     </message>
     <message>
         <source>Delete</source>
@@ -1051,6 +1287,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>stopped</source>
         <translation>已停止</translation>
+    </message>
+    <message>
+        <source>stopped at the reply limit of {n} tokens (Longest reply, in Settings › Sampling)</source>
+        <translation>已达到 {n} 个词元的回复上限而停止（可在“设置 › 采样”中修改“最长回复”）</translation>
     </message>
     <message>
         <source>cut off at the length limit</source>

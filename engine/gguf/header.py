@@ -287,9 +287,10 @@ def read_header(
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise ModelNotFound(f"{path}: no such file")
+            raise ModelNotFound(f"{path}: no such file", facts={"code": "no-file", "file": str(path)})
         if path.is_dir():
-            raise NotAModel(f"{path}: is a folder, not a GGUF file")
+            raise NotAModel(f"{path}: is a folder, not a GGUF file",
+                            facts={"code": "not-gguf", "what": "folder", "file": str(path)})
         with open(path, "rb") as fh:
             return read_header(
                 fh, size=path.stat().st_size, label=label or str(path), keep_arrays=keep_arrays,
@@ -301,11 +302,14 @@ def read_header(
     label = label or getattr(fh, "name", "<stream>")
     s = _Stream(fh, size, label)
     if size < 24:
-        raise NotAModel(f"{label}: not a GGUF model file ({size} bytes, too short to be one)")
+        raise NotAModel(f"{label}: not a GGUF model file ({size} bytes, too short to be one)",
+                        facts={"code": "not-gguf", "what": "short", "file": label, "size": size})
     magic = s.read(4, "magic")
     if magic != GGUF_MAGIC:
         fh.seek(0)
-        raise NotAModel(f"{label}: not a GGUF model file ({_what_it_is(fh.read(512))})")
+        what = _what_it_is(fh.read(512))
+        raise NotAModel(f"{label}: not a GGUF model file ({_WHAT_IT_IS[what]})",
+                        facts={"code": "not-gguf", "what": what, "file": label})
     version = s.u32("version")
     if version not in SUPPORTED_VERSIONS:
         if struct.unpack(">I", struct.pack("<I", version))[0] in SUPPORTED_VERSIONS:
@@ -381,7 +385,8 @@ def read_header(
             pct = 100.0 * size / max(info.expected_file_size, 1)
             raise CorruptModel(
                 f"{label}: truncated GGUF (file has {size:,} bytes of {info.expected_file_size:,}; "
-                f"{missing:,} bytes missing, {pct:.1f}% present)"
+                f"{missing:,} bytes missing, {pct:.1f}% present)",
+                facts={"code": "truncated", "file": label, "size": size, "expected": info.expected_file_size},
             )
         warnings.append("tensor data lies past the end of the file (header only)")
     return info
@@ -390,23 +395,33 @@ def read_header(
 _BYTE_TOKEN = re.compile(r"<0x(.*)>\Z")
 
 
+_WHAT_IT_IS = {
+    "zip": "it is a ZIP archive, as PyTorch checkpoints are; convert the model to GGUF first",
+    "safetensors": "it is a safetensors file; convert the model to GGUF first",
+    "pickle": "it is a Python pickle; r1desk never loads those",
+    "html": "it is a web page, perhaps an error page saved instead of the download",
+    "text": "it is a text file",
+    "unknown": "it does not start with the GGUF signature",
+}
+
+
 def _what_it_is(head: bytes) -> str:
-    """A few words on what a file that is not GGUF looks like, from its first bytes."""
+    """What a file that is not GGUF looks like, from its first bytes: a key of _WHAT_IT_IS."""
     if head.startswith(b"PK\x03\x04"):
-        return "it is a ZIP archive, as PyTorch checkpoints are; convert the model to GGUF first"
+        return "zip"
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
-        return "it is a safetensors file; convert the model to GGUF first"
+        return "safetensors"
     if head.startswith((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")):
-        return "it is a Python pickle; r1desk never loads those"
+        return "pickle"
     if head.startswith(b"<") and b"html" in head[:200].lower():
-        return "it is a web page, perhaps an error page saved instead of the download"
+        return "html"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         text = head[: exc.start].decode("utf-8") if exc.start > len(head) - 4 else None
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return "it is a text file"
-    return "it does not start with the GGUF signature"
+        return "text"
+    return "unknown"
 
 
 def check_model(path: str | os.PathLike) -> GGUFInfo:
@@ -415,7 +430,8 @@ def check_model(path: str | os.PathLike) -> GGUFInfo:
     info = read_header(path, keep=("tokenizer.ggml.tokens",))
     label = str(path)
     if info.metadata.get("general.type") == "adapter":
-        raise NotAModel(f"{label}: is a LoRA adapter, not a model (load it on top of a model)")
+        raise NotAModel(f"{label}: is a LoRA adapter, not a model (load it on top of a model)",
+                        facts={"code": "not-gguf", "what": "adapter", "file": label})
     if "general.architecture" not in info.metadata:
         raise CorruptModel(f"{label}: GGUF has no general.architecture; not a model file")
     if not info.tensors:

@@ -23,7 +23,13 @@ against llama.cpp's own accounting and against measured memory:
   (~300 bytes per vocabulary entry), and per GPU the CUDA context.
 
 Calibrated against measured resident memory (tests/engine/test_fit_calibration.py), and the
-compute and KV figures against llama.cpp's own numbers (tests/engine/test_fit.py). Known
+compute and KV figures against llama.cpp's own numbers (tests/engine/test_fit.py).
+
+One budget per device, two moments (``ram_budget``, ``gpu_budget``): when planning what to
+download, RAM minus a reserve kept for the system and other programs (VRAM minus a margin);
+when loading now, the same, and no more than is free now (minus a margin). The load check can
+so never allow more than a recommendation promised, and on a machine with enough free memory
+both say the same number. Known
 failures of other estimators this avoids: Ollama and koboldcpp ignore the f32 score matrix
 that grows with context when flash attention is off (ollama#8471: OOM at 32k), LM Studio
 counts the whole file against VRAM even when layers stay in RAM (lmstudio#1631), GPT4All's
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Self, Sequence
 
 from r1desk.engine.errors import NotEnoughMemory
 from r1desk.engine.units import human_bytes
@@ -68,8 +74,9 @@ METAL_CONTEXT = 64 * MiB
 # Room left on a GPU for the desktop, other programs and fragmentation.
 GPU_MARGIN_MIN = 256 * MiB
 GPU_MARGIN_SHARE = 0.05
-# RAM left to the system and other programs when planning (what to download): a quarter of
-# RAM, at least 2 GiB. When loading now, the available RAM minus RAM_MARGIN is used instead.
+# RAM left to the system and other programs (the desktop, a browser, r1desk's own window): a
+# quarter of RAM, at least 2 GiB. Loading now also stays RAM_MARGIN below what is free now,
+# for what the running programs allocate while the model loads.
 RAM_RESERVE_SHARE = 0.25
 RAM_RESERVE_MIN = 2 * GiB
 RAM_MARGIN = 512 * MiB
@@ -77,6 +84,17 @@ RAM_MARGIN = 512 * MiB
 # Generation reads every weight once per token: speed ~ effective bandwidth / bytes read.
 BANDWIDTH_EFFICIENCY = 0.7
 DEFAULT_CPU_BANDWIDTH = 40e9  # dual-channel DDR4-3200 / DDR5-5600 laptops: 40-90 GB/s peak
+# On few cores the cores, not the memory, are the limit: each works through about this many
+# bytes of weights a second (reading, dequantising, multiplying, and the per-token work around
+# it). Measured with SmolLM2-135M Q4_1 on one thread of a 2-core AMD EPYC VM: 69.6 to 76.8
+# (median 72.2) tokens per CPU-second at a 512 context, 102.5 MB read per token. Re-measure
+# (prints the figure):  .venv/bin/python -m pytest -q -s tests/engine/hardware/test_fit_speed.py
+CPU_CORE_RATE = 7.4e9
+# With more than one thread, llama.cpp's threads meet after every operation of every layer, and
+# sampling and streaming run on one of them: a cost per token that more cores do not shrink.
+# 4.6 ms on the same VM: bench/results/chat.json (bench/bench_chat.py, SmolLM2-135M Q4_1 on two
+# threads, 84.5 tokens/s = 11.8 ms a token, of which the two cores' rate above accounts for 7.2).
+THREAD_SYNC_PER_TOKEN = 4.6e-3
 DEFAULT_GPU_BANDWIDTH = 400e9
 DECENT_TOKENS_PER_SECOND = 5.0  # about reading speed; slower feels like waiting
 
@@ -250,9 +268,34 @@ class DeviceUse:
         return asdict(self) | {"total": self.total, "fits": self.fits}
 
 
+class Note(str):
+    """A remark on a plan: an English sentence (JSON, logs, errors) that keeps its kind and values,
+    so that an edge can word it in the user's language."""
+
+    kind: str
+    values: dict[str, Any]
+
+    def __new__(cls, kind: str, text: str, **values: Any) -> Self:
+        note = super().__new__(cls, text)
+        note.kind = kind
+        note.values = values
+        return note
+
+    def __reduce__(self):  # str's own pickling would call Note(text) and lose the kind
+        return (_note, (self.kind, str(self), self.values))
+
+
+def _note(kind: str, text: str, values: dict[str, Any]) -> Note:
+    return Note(kind, text, **values)
+
+
 @dataclass
 class Plan:
-    """How a model would be loaded on a machine, with the numbers behind it."""
+    """How a model would be loaded on a machine, with the numbers behind it.
+
+    ``planning`` says which budget the devices' ``budget`` is: the machine's (what to download,
+    True) or what can be used right now (loading, False); see :func:`ram_budget`.
+    """
 
     mode: str  # "gpu" (fully offloaded), "partial", "cpu", "no_fit"
     n_gpu_layers: int  # llama.cpp's n_gpu_layers: n_layer + 1 = every layer and the output
@@ -265,6 +308,7 @@ class Plan:
     unified_total: int | None = None  # Apple: everything, since GPU and CPU share the RAM
     unified_budget: int | None = None
     notes: list[str] = field(default_factory=list)
+    planning: bool = False
 
     @property
     def fits(self) -> bool:
@@ -301,7 +345,8 @@ class Plan:
 
     def describe(self) -> str:
         gb = human_bytes
-        speed = f", about {self.tokens_per_second:.0f} tokens/s" if self.tokens_per_second else ""
+        speed = f", about {self.tokens_per_second:.0f} tokens/s, estimated" if self.tokens_per_second else ""
+        usable = "usable" if self.planning else "usable now"
         if self.mode == "gpu":
             where = " + ".join(f"{gb(d.total)} on {d.device}" for d in self.gpus)
             return f"Everything on the GPU ({where}; {gb(self.ram_bytes)} of RAM){speed}"
@@ -311,9 +356,9 @@ class Plan:
                     f"the rest in RAM ({gb(self.gpu_bytes)} GPU + {gb(self.ram_bytes)} RAM){speed}")
         if self.mode == "cpu":
             return f"On the CPU, in RAM ({gb(self.ram_bytes)}){speed}"
-        short = [f"{d.device} needs {gb(d.total)} of {gb(d.budget or 0)}" for d in self.devices if not d.fits]
+        short = [f"{d.device} needs {gb(d.total)} of {gb(d.budget or 0)} {usable}" for d in self.devices if not d.fits]
         if self.unified_budget is not None and self.unified_total is not None and self.unified_total > self.unified_budget:
-            short.append(f"memory needs {gb(self.unified_total)} of {gb(self.unified_budget)}")
+            short.append(f"memory needs {gb(self.unified_total)} of {gb(self.unified_budget)} {usable}")
         return "Does not fit: " + "; ".join(short or ["not enough memory"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -323,24 +368,34 @@ class Plan:
             "flash_attn": self.flash_attn, "tokens_per_second": self.tokens_per_second,
             "gpu_bytes": self.gpu_bytes, "ram_bytes": self.ram_bytes,
             "unified_total": self.unified_total, "unified_budget": self.unified_budget,
-            "devices": [d.to_dict() for d in self.devices], "notes": list(self.notes),
+            "budget": "planning" if self.planning else "now",
+            "devices": [d.to_dict() for d in self.devices], "notes": [str(n) for n in self.notes],
             "summary": self.describe(),
         }
 
 
 # Budgets ------------------------------------------------------------------------------------
+def ram_reserve(hardware: "Hardware") -> int:
+    """RAM kept for the system and other programs: a quarter, at least RAM_RESERVE_MIN."""
+    return max(RAM_RESERVE_MIN, int(hardware.ram_total * RAM_RESERVE_SHARE))
+
+
 def ram_budget(hardware: "Hardware | None", *, planning: bool = False) -> int | None:
-    """RAM the model may use: now (available minus a margin) or when planning (total minus a reserve)."""
+    """RAM a model may use: RAM minus the reserve; loading now, also no more than is free now minus a margin.
+
+    Planning (what to download) assumes the machine as it is when nothing big runs; loading
+    now takes what other programs hold into account, and never allows more than planning does.
+    """
     if hardware is None or not hardware.ram_total:
         return None
-    planned = hardware.ram_total - max(RAM_RESERVE_MIN, int(hardware.ram_total * RAM_RESERVE_SHARE))
+    planned = max(hardware.ram_total - ram_reserve(hardware), 0)
     if planning or hardware.ram_available is None:
-        return max(planned, 0)
-    return max(hardware.ram_available - RAM_MARGIN, 0)
+        return planned
+    return max(min(planned, hardware.ram_available - RAM_MARGIN), 0)
 
 
 def gpu_budget(gpu: "GPU", *, planning: bool = False) -> int:
-    """VRAM the model may use on one GPU: free memory (total when planning) minus a margin."""
+    """VRAM the model may use on one GPU: its total (planning) or free memory (now), minus one margin."""
     if gpu.unified:
         limit = gpu.working_set or gpu.total
         return max(limit - GPU_MARGIN_MIN, 0)
@@ -376,9 +431,12 @@ def estimate(
         raise ValueError("n_ctx must be positive")
     notes: list[str] = []
     if kv_type not in ("f16", "f32", "bf16") and not flash_attn:
-        notes.append("a quantised KV cache needs flash attention; llama.cpp refuses it otherwise")
+        notes.append(Note("kv_needs_flash_attn",
+                          "a quantised KV cache needs flash attention; llama.cpp refuses it otherwise"))
     if shape.n_ctx_train and n_ctx > shape.n_ctx_train:
-        notes.append(f"context {n_ctx} is longer than the model was trained for ({shape.n_ctx_train})")
+        notes.append(Note("ctx_beyond_training",
+                          f"context {n_ctx} is longer than the model was trained for ({shape.n_ctx_train})",
+                          n_ctx=n_ctx, n_ctx_train=shape.n_ctx_train))
     gpus = hardware.usable_gpus() if hardware is not None else []
     full = shape.n_layer + 1
     if n_gpu_layers == "auto":
@@ -404,7 +462,7 @@ def estimate(
         ngl = full if ngl < 0 else min(ngl, full)
         if not gpus:
             if ngl and hardware is not None:
-                notes.append("no GPU this llama.cpp build can use: every layer stays in RAM")
+                notes.append(Note("no_usable_gpu", "no GPU this llama.cpp build can use: every layer stays in RAM"))
             ngl = 0
         plan = _plan(shape, hardware, gpus, ngl, n_ctx, kv_type, flash_attn, n_ubatch, planning)
     if not flash_attn:
@@ -413,8 +471,10 @@ def estimate(
         saved = (without.touched_in_ram() - with_fa.touched_in_ram()) if plan.mode == "cpu" else \
             (without.reserved() - with_fa.reserved())
         if saved >= 256 * MiB:
-            notes.append(f"flash attention would save about {human_bytes(saved)} at this context")
+            notes.append(Note("flash_attn_saves", f"flash attention would save about {human_bytes(saved)} at this context",
+                              saved=saved))
     plan.notes = notes + plan.notes
+    plan.planning = planning
     if not plan.fits:
         plan.mode = "no_fit"
     return plan
@@ -532,16 +592,25 @@ def _device_name(gpu: "GPU", i: int) -> str:
 
 def _speed(shape: ModelShape, plan: Plan, hardware: "Hardware | None", gpus: list["GPU"],
            n_ctx: int, kv_type: str) -> float | None:
-    """Tokens per second while generating: each token reads every weight and half the KV cache."""
+    """Tokens per second while generating, an estimate: each token reads every weight and half the
+    KV cache, at the memory's effective bandwidth or, on the CPU, what its cores get through
+    (the model host runs one thread per physical core), and CPU threads meet once per token."""
     if hardware is None:
         return None
     seconds = 0.0
-    cpu_bw = (hardware.cpu.bandwidth or DEFAULT_CPU_BANDWIDTH) * BANDWIDTH_EFFICIENCY
+    cpu_bw = min((hardware.cpu.bandwidth or DEFAULT_CPU_BANDWIDTH) * BANDWIDTH_EFFICIENCY,
+                 max(hardware.cpu.physical_cores, 1) * CPU_CORE_RATE)
+    output_in_ram = plan.n_gpu_layers <= shape.n_layer
     for d in plan.devices:
         read = d.weights + d.kv / 2
         if d.kind == "cpu":
-            read -= shape.input_bytes  # only one embedding row is read per token
+            # One embedding row is read per token, unless the embedding is also the output layer
+            # (tied, as in SmolLM2 or Qwen2.5-0.5B): the output multiply then reads all of it.
+            if not (shape.tied_output and output_in_ram):
+                read -= shape.input_bytes
             seconds += max(read, 0) / cpu_bw
+            if d.layers and hardware.cpu.physical_cores > 1:
+                seconds += THREAD_SYNC_PER_TOKEN
         else:
             idx = int(d.device[-1]) if d.device[-1:].isdigit() else 0
             gpu = gpus[idx] if idx < len(gpus) else gpus[0]

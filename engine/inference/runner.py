@@ -23,6 +23,7 @@ from r1desk.engine.inference.templates import CHATML, ChatTemplate
 OPEN_THINKING = "<think>\n"
 CLOSE_THINKING = "\n</think>\n\n"
 SLOW_TOKEN_SECONDS = 0.05  # above this per token, keep the abort check on during decoding too
+PROMPT_PROGRESS_SECONDS = 0.25  # at most this often, a ("prompt", done, total) while a long prompt is read
 
 
 class Runner:
@@ -185,7 +186,8 @@ class Runner:
                       f"{trained:,} tokens)" if trained > n_ctx else
                       "shorten it: this is already the longest context the model was trained for")
             raise ContextOverflow(f"the message is {len(tokens):,} tokens but the context holds {n_ctx:,}; {advice}",
-                                  facts={"tokens": len(tokens), "n_ctx": n_ctx, "n_ctx_train": trained})
+                                  facts={"code": "too-long", "tokens": len(tokens), "n_ctx": n_ctx,
+                                         "n_ctx_train": trained})
 
     def _set_abort(self, on: bool) -> None:
         import llama_cpp
@@ -240,10 +242,12 @@ class Runner:
         t_think_end = None
         finish = "stop"
         notes: list[str] = []
-        limit = n_ctx - len(tokens)
-        if max_tokens:
-            limit = min(limit, int(max_tokens))
+        # The context bounds reasoning and answer together; max_tokens counts answer tokens only,
+        # so a reasoning model gets room to think (its thinking has its own reasoning_budget).
+        room = n_ctx - len(tokens)
+        answer_limit = int(max_tokens) if max_tokens else None
         context = tokens
+        progress_shown = False
         self._set_abort(True)
         abort_on = True
 
@@ -254,12 +258,18 @@ class Runner:
         try:
             while True:
                 restart = False
+                progress_shown = self._read_prompt(context, len(tokens), t_start) or progress_shown
+                if self.cancel.is_set():
+                    finish = "cancelled"
+                    break
                 gen = llm.generate(context, reset=True, **sample)
                 try:
                     for tok in gen:
                         now = time.perf_counter()
                         if t_first is None:
                             t_first = now
+                            if progress_shown:
+                                send(("prompt", len(tokens), len(tokens)))
                         elif abort_on and len(generated) >= 3:
                             per_token = (now - t_first) / len(generated)
                             if per_token < SLOW_TOKEN_SECONDS:
@@ -281,10 +291,15 @@ class Runner:
                             n_reasoning += 1
                             if not splitter.in_reasoning and t_think_end is None:
                                 t_think_end = now
-                        if len(generated) >= limit:
+                        if len(generated) >= room:
                             finish = "length"
-                            if len(tokens) + len(generated) >= n_ctx:
-                                notes.append("the context is full")
+                            notes.append("the context is full")
+                            break
+                        if answer_limit is not None and len(generated) - n_reasoning >= answer_limit:
+                            finish = "length"
+                            notes.append(f"the reply limit of {answer_limit:,} tokens was reached (thinking not "
+                                         "counted); raise it with --max-tokens or Longest reply in Settings, "
+                                         "0 for no limit")
                             break
                         if (budget is not None and budget > 0 and splitter.in_reasoning
                                 and n_reasoning >= budget):
@@ -340,6 +355,38 @@ class Runner:
             "notes": notes,
         }
         send(("done", stats))
+
+    def _read_prompt(self, context: list[int], total: int, started: float) -> bool:
+        """Evaluate the new part of a long prompt batch by batch, saying how far it got.
+
+        ``Llama.generate()`` would read it in one silent call that only an abort stops. These are
+        the batches it would make (n_batch tokens each from the first uncached one); the last,
+        partial batch is left to generate(), which finds everything before it cached, so the
+        reply comes out the same and the KV prefix stays reusable. Returns whether progress was
+        sent; stops early, leaving a valid cache, when the reply is cancelled.
+        """
+        llm = self.llm
+        n_batch = llm.n_batch
+        keep = _common_prefix(llm._input_ids.tolist(), context) if llm.n_tokens else 0
+        if len(context) - keep <= n_batch:
+            return False  # one batch: generate() reads it as quickly, there is nothing to show
+        if keep < llm.n_tokens:
+            if not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+                llm.reset()  # a recurrent model cannot drop the tail of its state: read it all
+                keep = 0
+            llm.n_tokens = keep
+        end = keep + (len(context) - keep - 1) // n_batch * n_batch
+        send = self.conn.send
+        last = started
+        for start in range(keep, end, n_batch):
+            if self.cancel.is_set():
+                break
+            llm.eval(context[start:start + n_batch])
+            now = time.perf_counter()
+            if start == keep or now - last >= PROMPT_PROGRESS_SECONDS:
+                send(("prompt", start + n_batch, total))
+                last = now
+        return True
 
     def count(self, messages: list[dict[str, Any]]) -> int:
         return len(self._tokenize(self.template.render(messages)))
@@ -402,7 +449,10 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
         if opts.get("n_ctx_auto") and n_ctx > 2048:
             n_ctx = max(2048, n_ctx // 2)
             continue
-        raise NotEnoughMemory(f"{path}: does not fit this machine: {plan.describe()}")
+        short = [d for d in plan.devices if not d.fits] or plan.devices
+        raise NotEnoughMemory(f"{path}: does not fit this machine: {plan.describe()}",
+                              facts={"code": "too-big", "need": sum(d.total for d in short),
+                                     "have": sum(d.budget or 0 for d in short), "n_ctx": n_ctx})
     if n_ctx != int(opts["n_ctx"]):
         notes.append(f"context reduced to {n_ctx} tokens to fit the memory available")
     return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl)), notes

@@ -16,6 +16,7 @@ starts from zero) and checks sizes, not hashes. r1desk adds, on top of those pie
 
 from __future__ import annotations
 
+import difflib
 import errno
 import hashlib
 import os
@@ -44,6 +45,7 @@ from r1desk.engine.errors import (
 )
 from r1desk.engine.events import Progress
 from r1desk.engine.gguf import quants, splits
+from r1desk.engine.models import catalog as _catalog
 from r1desk.engine.models import library as _library
 from r1desk.engine.units import human_bytes
 
@@ -176,8 +178,14 @@ def check_revision(revision: str) -> str:
     return revision
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``owner/name[:QUANT]`` (also a hub URL, or Ollama's ``hf.co/owner/name:QUANT``) -> (repo, quant)."""
+def parse_spec(spec: str, *, catalog: Any = None) -> tuple[str, str | None]:
+    """What to pull -> (repo, quant).
+
+    ``owner/name[:QUANT]`` (also a hub URL, or Ollama's ``hf.co/owner/name:QUANT``), or the id of a
+    model in r1desk's catalog (``deepseek-r1-distill-qwen-7b[:QUANT]``, as ``r1desk catalog``
+    lists them), which stands for its hub repo. A name without an owner is only ever looked up
+    in the catalog, never on the hub (see ``catalog_model``).
+    """
     text = spec.strip()
     text = re.sub(r"^(https?://)?(www\.)?(huggingface\.co|hf\.co|hf-mirror\.com)/", "", text)
     text = re.sub(r"/(tree|blob|resolve)/.*$", "", text)
@@ -185,7 +193,37 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if ":" in text:
         text, _, quant = text.rpartition(":")
         quant = quant.strip() or None
-    return check_repo_id(text), quant.upper() if quant else None
+    quant = quant.upper() if quant else None
+    if text.strip() and "/" not in text.strip().strip("/"):
+        return catalog_model(text.strip().strip("/"), catalog).repo, quant
+    return check_repo_id(text), quant
+
+
+def catalog_model(model_id: str, catalog: Any = None) -> Any:
+    """The catalog model with this id (any case); an unknown id is refused with the closest ones.
+
+    Hub repos are ``owner/name``; a bare name is almost always a typo of a catalog id, and
+    asking the hub about it would only come back with "not found" after a network round trip.
+    """
+    cat = catalog if catalog is not None else _catalog.load()
+    wanted = model_id.lower()
+    for model in cat.models:
+        if model.id.lower() == wanted:
+            return model
+    ids = [m.id for m in cat.models]
+    closest = difflib.get_close_matches(wanted, ids, n=3, cutoff=0.6)
+    if not closest:
+        # A model's repo name typed without its owner ("DeepSeek-R1-Distill-Qwen-7B-GGUF").
+        closest = [m.id for m in cat.models if wanted and wanted.removesuffix("-gguf") in m.repo.lower()][:3]
+    guess = ""
+    if closest:
+        others = f" (or {', '.join(closest[1:])})" if len(closest) > 1 else ""
+        guess = f"; did you mean {closest[0]}{others}?"
+    raise ModelNotFound(
+        f"{model_id!r} is not a model in r1desk's catalog{guess}",
+        hint="'r1desk catalog' lists them; any other model is named by its hub repo, owner/name, "
+             "e.g. unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -624,6 +662,7 @@ class Download:
                     f"not enough disk space in {folder}: the download needs {human_bytes(n)}, "
                     f"{human_bytes(free)} is free",
                     hint="free some space, or choose another download folder",
+                    facts={"code": "disk-full", "folder": str(folder), "need": n, "free": free},
                 )
 
     # -- one file ------------------------------------------------------------------------

@@ -31,8 +31,10 @@ class Choice:
     """One (model, quant) on this machine, with the plan that shows whether and how it fits.
 
     ``tier`` is ``None`` for a choice that does not fit. ``gpu_names`` are the GPUs the plan
-    uses, ``below_floor`` says the quant is under the usual Q4_K_M quality floor, and
-    ``unified_memory`` says RAM and GPU memory are one (Apple Silicon): facts the edges word.
+    uses, ``below_floor`` says the quant is under the usual Q4_K_M quality floor,
+    ``unified_memory`` says RAM and GPU memory are one (Apple Silicon), and ``n_ctx_asked`` is
+    the context asked for (``n_ctx`` is less when the model was trained for less): facts the
+    edges word.
     """
 
     model_id: str
@@ -50,14 +52,21 @@ class Choice:
     gpu_names: list[str] = field(default_factory=list)
     below_floor: bool = False
     unified_memory: bool = False
+    n_ctx_asked: int = 0
 
     @property
     def label(self) -> str:
         return f"{self.name} {self.quant}"
 
+    @property
+    def ctx_capped(self) -> bool:
+        """The context was cut to what the model was trained for."""
+        return self.n_ctx < self.n_ctx_asked
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("model_id", "name", "repo", "quant", "files", "size", "size_estimated",
-                                           "n_ctx", "tier", "reasoning", "gpu_names", "below_floor", "unified_memory")}
+                                           "n_ctx", "n_ctx_asked", "ctx_capped", "tier", "reasoning", "gpu_names",
+                                           "below_floor", "unified_memory")}
         d["quality"] = round(self.quality, 3)
         d["plan"] = self.plan.to_dict()
         return d
@@ -83,7 +92,7 @@ def choice_for(model: Any, quant_file: Any, hardware: "Hardware", n_ctx: int, *,
         quality=quants.quality(quant_file.quant, model.params) + getattr(model, "quality_offset", 0.0),
         reasoning=bool(getattr(model, "reasoning", False)),
         gpu_names=[gpu_label(hardware, d) for d in plan.gpus], below_floor=quants.below_floor(quant_file.quant),
-        unified_memory=bool(hardware.unified_memory),
+        unified_memory=bool(hardware.unified_memory), n_ctx_asked=n_ctx,
     )
 
 

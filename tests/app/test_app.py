@@ -94,7 +94,8 @@ def test_hardware_panel_says_what_the_build_can_use(qtbot):
     })
     words = dict(plain_words(cuda_but_cpu_build))
     assert "Ryzen 7, 8 cores (16 threads)" in words["Processor"]
-    assert words["Memory (RAM)"] == "32.0 GB in all, 20.0 GB free right now"
+    assert words["Memory (RAM)"] == ("32.0 GB in all, 20.0 GB free right now; a model may use up to 24.0 GB "
+                                     "(the rest stays with the system and other programs)")
     assert "RTX 3060" in words["Graphics card"] and "cannot use it" in words["Graphics card"]
     assert words["llama.cpp"].startswith("This build runs on the processor only")
     assert "CPU-only" in words["Note"]
@@ -129,7 +130,7 @@ def test_a_renamed_text_file_is_not_called_a_damaged_download(make_window, qtbot
     with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
         window.load_model(str(notes))
     text = window.notice.label.text()
-    assert "This file is not a GGUF model." in text and "it is a text file" in text
+    assert "notes.gguf is not a GGUF model: it is a text file." in text
     assert "download" not in text.lower() and "b'" not in text
 
 
@@ -146,4 +147,4 @@ def test_a_damaged_download_is_advised_to_be_downloaded_again(make_window, qtbot
     with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
         window.load_model(str(cut))
     text = window.notice.label.text()
-    assert "damaged or incomplete" in text and "Download it again" in text
+    assert "cut.gguf is incomplete" in text and "Download it again from the model picker." in text

@@ -85,3 +85,12 @@ def test_enter_sends_shift_enter_adds_a_line_and_a_reason_blocks_sending(qtbot):
     composer.stop_requested.connect(lambda: stops.append(True))
     qtbot.mouseClick(composer.button, Qt.MouseButton.LeftButton)
     assert stops == [True] and sent == ["first line\nsecond line"]
+
+
+def test_the_footer_says_which_limit_stopped_a_reply():
+    limit = {"finish_reason": "length", "completion_tokens": 2100, "reasoning_tokens": 52, "n_ctx": 8192,
+             "context_used": 2200}
+    assert "stopped at the reply limit of 2,048 tokens (Longest reply, in Settings › Sampling)" in \
+        chatview.stats_text(limit)
+    full = dict(limit, context_used=8192)
+    assert "cut off at the length limit" in chatview.stats_text(full)

@@ -74,7 +74,7 @@ def test_a_notice_is_reworded_when_the_language_changes(make_window, qtbot, tmp_
     window = make_window()
     with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
         window.load_model(str(bad))
-    assert window.notice.label.text().startswith("The model could not be loaded: This file is not a GGUF model.")
+    assert window.notice.label.text().startswith("The model could not be loaded: notes.gguf is not a GGUF model: it is a text file.")
     i18n.install("zh_CN")
     try:
         assert has_chinese(window.notice.label.text()) and "This file is not" not in window.notice.label.text()
@@ -82,3 +82,37 @@ def test_a_notice_is_reworded_when_the_language_changes(make_window, qtbot, tmp_
     finally:
         i18n.install("en")
     assert window.notice.label.text().startswith("The model could not be loaded:")
+
+
+def test_common_errors_are_worded_whole_from_their_facts(make_window, qtbot, tmp_path, smollm2):
+    """Each message is one sentence in the user's language, its numbers included, no English left."""
+    from r1desk.app.errors import describe
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(smollm2.read_bytes()[: 20_000_000])
+    window = make_window()
+    cases = {}
+    for name, path in [("cut", cut), ("missing", tmp_path / "nowhere.gguf"), ("page", tmp_path / "page.gguf")]:
+        if name == "page":
+            path.write_text("<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n" * 3)
+        with qtbot.waitSignal(window.model_load_failed, timeout=30_000) as failed:
+            window.load_model(str(path))
+        cases[name] = failed.args[0]
+        qtbot.waitUntil(lambda: window.loading is None, timeout=10_000)
+    assert cases["cut"] == "cut.gguf is incomplete: it has 19.1 MB of 93.8 MB (20%)."
+    assert cases["page"].startswith("page.gguf is not a GGUF model: it is a web page")
+    overflow = {"code": "too-long", "tokens": 50_000, "n_ctx": 8192, "n_ctx_train": 8192}
+    too_long = describe("ContextOverflow", "", facts=overflow)
+    assert too_long.endswith("this is the longest context the model was trained for.") and "50,000" in too_long
+    i18n.install("zh_CN")
+    try:
+        for words in (describe("NotAModel", "x", facts={"code": "not-gguf", "what": "html", "file": "/a/page.gguf"}),
+                      describe("CorruptModel", "x", facts={"code": "truncated", "file": "/a/cut.gguf", "size": 1,
+                                                           "expected": 4}),
+                      describe("NotEnoughMemory", "x", facts={"code": "too-big", "need": 2**34, "have": 2**33}),
+                      describe("DiskFull", "x", facts={"code": "disk-full", "folder": "/d", "need": 2**31, "free": 1}),
+                      describe("ModelNotFound", "x", facts={"code": "no-file", "file": "/a/b.gguf"}),
+                      describe("ContextOverflow", "x", facts=overflow)):
+            assert has_chinese(words), words
+    finally:
+        i18n.install("en")

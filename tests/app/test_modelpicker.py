@@ -141,12 +141,12 @@ def test_a_load_error_shows_where_the_user_is_looking(make_window, qtbot, tmp_pa
     with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
         picker._load(str(bad))
     assert not picker.isVisible() and window.notice.isVisible()
-    assert "This file is not a GGUF model." in window.notice.label.text()
+    assert "notes.gguf is not a GGUF model" in window.notice.label.text()
     # A load started elsewhere while the picker is open (a finished download, say) reports in the picker.
     window.show_model_picker()
     with qtbot.waitSignal(window.model_load_failed, timeout=30_000):
         window.load_model(str(bad))
-    assert picker.isVisible() and "This file is not a GGUF model." in picker.local_note.text()
+    assert picker.isVisible() and "notes.gguf is not a GGUF model" in picker.local_note.text()
     assert picker.local_note.objectName() == "MessageNotice"
 
 
@@ -156,3 +156,69 @@ def _rows(picker):
     layout = picker.local_list
     return [layout.itemAt(i).widget() for i in range(layout.count())
             if isinstance(layout.itemAt(i).widget(), LocalModelRow)]
+
+
+def _profile(name: str) -> dict:
+    import json
+
+    return json.loads((Path(__file__).resolve().parents[1] / "data" / "profiles" / f"{name}.json").read_text())
+
+
+def test_cards_say_the_budget_a_capped_context_and_an_estimated_speed(make_window, qtbot):
+    from r1desk.engine.hardware import fit
+    from r1desk.engine.units import human_bytes
+
+    hardware = described_machine(_profile("cpu-24gb-2cores"))
+    window = make_window(**{"chat.n_ctx": 131072})
+    picker = open_picker(qtbot, window)
+    usable = human_bytes(fit.ram_budget(hardware, planning=True))
+    assert f"A model may use up to {usable} of the RAM" in picker.machine.text()
+    fitting = [c for c in picker.cards if c.badge.kind != "too_large"]
+    assert fitting and all(f"of {usable} usable" in c.why.text() and "tokens/s, estimated" in c.why.text()
+                           for c in fitting)
+    capped = [c for c in picker.cards if c.offer.ctx_capped]
+    assert capped
+    for card in picker.cards:
+        said = f"Context capped at {card.offer.n_ctx:,} tokens, the most this model was trained for." in card.why.text()
+        assert said == (card.offer.ctx_capped and card.offer.tier is not None), card.offer.label
+    # Sizes one way: the figures beside each bar are human_bytes, as everywhere else.
+    bar = fitting[0].memory.bars[0]
+    assert MemoryPicture._figures(bar) == f"{human_bytes(bar.need)} / {human_bytes(bar.capacity)}"
+
+
+def test_plan_words_say_which_budget_and_that_the_speed_is_estimated():
+    from r1desk.app.modelpicker import plan_text
+    from r1desk.engine.hardware import fit
+    from r1desk.engine.hardware.probe import Hardware
+    from r1desk.engine.models import catalog as C
+
+    hardware = Hardware.from_dict(_profile("cpu-24gb-2cores"))
+    small = C.synthesize(C.Arch("qwen2", 28, 1536, 8960, 12, 2, 151936, 131072), "Q4_K_M")
+    text = plan_text(fit.estimate(small, n_ctx=4096, hardware=hardware))
+    assert text.startswith("On the processor, in RAM") and text.endswith("tokens/s, estimated.")
+    big = C.synthesize(C.Arch("qwen2", 64, 5120, 27648, 40, 8, 152064, 131072), "Q8_0")
+    assert plan_text(fit.estimate(big, n_ctx=4096, hardware=hardware, planning=True)).startswith(
+        "Does not fit: it needs")
+    # The settings dialog's estimate is about loading now: it says so.
+    now = plan_text(fit.estimate(big, n_ctx=4096, hardware=hardware))
+    assert now.startswith("Does not fit right now") and now.endswith("can be used right now.")
+
+
+def test_finding_models_says_where_it_looked_and_takes_a_folder(make_window, qtbot, tmp_path, tiny_r1):
+    import shutil
+
+    window = make_window()
+    window.show_model_picker()
+    picker = window._dialogs["models"]
+    picker.scan()
+    qtbot.waitUntil(lambda: picker._scan_worker is None, timeout=30_000)
+    note = picker.local_note.text()
+    assert note.startswith("No new models found. Looked in: r1desk's models folder (")
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    shutil.copy(tiny_r1, folder / "tiny.gguf")
+    picker.scan(str(folder))
+    qtbot.waitUntil(lambda: picker._scan_worker is None, timeout=30_000)
+    note = picker.local_note.text()
+    assert note.startswith("1 new model found.") and f"the folder you chose ({folder})" in note
+    assert any(Path(r.model.path).name == "tiny.gguf" for r in _rows(picker))

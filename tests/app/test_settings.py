@@ -68,3 +68,58 @@ def test_a_download_server_that_is_not_an_address_is_refused(make_window, qtbot)
     from r1desk.engine.models.download import hub_endpoint
 
     assert hub_endpoint(db=window.history.db) == "https://hf-mirror.com"
+
+
+def _profile(name: str) -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parents[1] / "data" / "profiles" / f"{name}.json").read_text())
+
+
+def test_gpu_layers_are_disabled_with_the_reason_without_a_usable_gpu(make_window):
+    described_machine()  # 16 GB, no GPU
+    window = make_window()
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    assert not dialog.gpu_auto.isEnabled() and not dialog.gpu_manual.isEnabled()
+    assert not dialog.gpu_spin.isEnabled()
+    assert dialog.gpu_reason.isVisible()
+    assert dialog.gpu_reason.text().startswith("This computer has no graphics card r1desk can use")
+    assert dialog.values()["chat.n_gpu_layers"] == "auto"  # what was stored stays
+    dialog.reject()
+
+
+def test_gpu_layers_can_be_chosen_with_a_usable_gpu(make_window):
+    described_machine(_profile("nvidia-8gb"))
+    window = make_window()
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    assert dialog.gpu_auto.isEnabled() and dialog.gpu_manual.isEnabled() and not dialog.gpu_reason.isVisible()
+    dialog.gpu_manual.setChecked(True)
+    assert dialog.gpu_spin.isEnabled()
+    dialog.reject()
+
+
+def test_the_reply_limit_shows_its_default_and_can_be_lifted(make_window, qtbot):
+    from r1desk.engine.chat.service import DEFAULT_MAX_TOKENS
+
+    window = make_window()
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    spin = dialog.sampling["max_tokens"].spin
+    assert spin.text() == f"{DEFAULT_MAX_TOKENS:,} tokens"  # the default, shown as its number
+    assert dialog.values()["chat.max_tokens"] is None  # ... and kept as "the default"
+    assert "thinking is not counted" in spin.toolTip()
+    assert "\"No limit\" (0) lets a reply run until the context is full" in dialog.sampling_note.text()
+    spin.setValue(0)
+    assert spin.text() == "No limit"
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+    assert window.settings.get("chat.max_tokens") == 0 and window.settings.sampling().max_tokens == 0
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    dialog.load()
+    assert dialog.sampling["max_tokens"].spin.text() == "No limit"
+    dialog.sampling["max_tokens"].spin.setValue(4096)
+    assert dialog.values()["chat.max_tokens"] == 4096
+    dialog.reject()

@@ -341,3 +341,27 @@ def test_regenerate_keeps_the_earlier_reply_to_flip_back_to(make_window, tiny_r1
     assert len(window.chat_view.messages) == 2
     # The choice is saved: the conversation reopens, and continues, from the first reply.
     assert [m.id for m in window.history.messages(window.current_id)][-1] == first_id
+
+
+@pytest.mark.slow
+def test_a_long_prompt_shows_how_far_it_has_been_read(make_window, smollm2, qtbot, monkeypatch):
+    from r1desk.app import window as window_module
+
+    from tests.engine.inference.test_runner import long_prompt
+
+    monkeypatch.setattr(window_module, "PROMPT_PROGRESS_AFTER_SECONDS", 0.0)
+    window = make_window(**{**GREEDY, "chat.n_ctx": 4096, "chat.max_tokens": 4})
+    load(qtbot, window, smollm2)
+    reply = send(qtbot, window, long_prompt(60))
+    widget = reply.widget
+    seen = []
+    reply.worker.yielded.connect(lambda e: seen.append((type(e).__name__, widget.stats_label.text())))
+    qtbot.waitUntil(lambda: window.reply is None, timeout=180_000)
+    shown = [text for kind, text in seen if kind == "PromptProgress"]
+    assert shown, seen
+    assert shown[0].startswith("Reading the prompt… 512 / ") and shown[0].endswith(" tokens")
+    assert all(text.startswith("Reading the prompt… ") for text in shown)
+    # Gone with the reply's first words: the footer then shows the reply's figures.
+    first_words = next(text for kind, text in seen if kind == "ContentDelta")
+    assert not first_words.startswith("Reading")
+    assert widget.text and not widget.stats_label.text().startswith("Reading")

@@ -161,7 +161,7 @@ def test_chat_says_when_it_reloads_the_model_and_why(tiny_r1: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--ctx", "0"], "Invalid value for '--ctx'"),
     (["--ctx", "-5"], "Invalid value for '--ctx'"),
-    (["--max-tokens", "0"], "Invalid value for '--max-tokens'"),
+    (["--max-tokens", "-1"], "Invalid value for '--max-tokens'"),  # 0 is allowed: no limit
     (["--threads", "0"], "Invalid value for '--threads'"),
     (["-p", ""], "the message is empty"),
     (["-p", "   "], "the message is empty"),

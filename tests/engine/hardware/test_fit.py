@@ -178,11 +178,32 @@ def test_a_model_that_does_not_fit_is_refused_with_the_numbers(r1_shape):
         fit.check(plan)
 
 
-def test_ram_budgets():
-    hw = machine(ram_gb=16)
+def test_one_ram_budget_when_planning_and_when_loading_now():
+    """Total minus the reserve; loading now also within what is free, never more than planning allows."""
+    hw = machine(ram_gb=16)  # 12.8 GiB free
+    assert fit.ram_reserve(hw) == 4 * GiB
     assert fit.ram_budget(hw, planning=True) == 12 * GiB
-    assert fit.ram_budget(hw) == int(16 * 0.8 * GiB) - fit.RAM_MARGIN
+    assert fit.ram_budget(hw) == 12 * GiB  # not 12.8 - 0.5: the reserve holds when loading too
+    hw.ram_available = 8 * GiB  # other programs hold the rest
+    assert fit.ram_budget(hw) == 8 * GiB - fit.RAM_MARGIN
+    assert fit.ram_budget(hw, planning=True) == 12 * GiB
     assert fit.ram_budget(machine(ram_gb=4), planning=True) == 2 * GiB
+
+
+def test_what_recommend_drops_the_load_check_refuses_too():
+    """The issue's 24 GB machine: a 21.6 GB plan was "ok" against 22.3 GB free while recommend dropped it."""
+    from r1desk.engine.models import recommend
+
+    hw = Hardware.load(PROFILES / "cpu-24gb-2cores.json")
+    model = C.load(C.CATALOG_PATH).get("deepseek-r1-distill-qwen-32b")
+    qf = model.quant("Q4_K_M")
+    planned = recommend.plan_for(model, qf, hw, 8192)
+    now = recommend.plan_for(model, qf, hw, 8192, planning=False)
+    assert planned.ram_bytes < hw.ram_available - fit.RAM_MARGIN  # it would have passed before
+    assert not planned.fits and not now.fits
+    assert now.cpu.budget == planned.cpu.budget == fit.ram_budget(hw, planning=True)
+    assert (planned.planning, now.planning) == (True, False)
+    assert "usable now" in now.describe() and "usable now" not in planned.describe()
 
 
 # Against llama.cpp's own accounting (the real library, no_alloc) ---------------------------------
@@ -363,12 +384,19 @@ def test_remote_header_failures_are_user_errors(sparse_7b, tmp_path):
 
 
 # Commands --------------------------------------------------------------------------------------
-def _run(*args):
+ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "C.UTF-8"}
+
+
+def _run(*args, env=ENGLISH):
     from click.testing import CliRunner
 
     from r1desk.cli import cli
 
-    return CliRunner().invoke(cli, list(args))
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def _profile(name: str) -> str:
+    return str(PROFILES / f"{name}.json")
 
 
 def test_estimate_command_on_a_header_file(r1_header):
@@ -407,8 +435,78 @@ def test_recommend_command_with_a_profile():
     assert text.exit_code == 0 and "Runs on the CPU in RAM" in text.output
 
 
+def test_estimate_and_recommend_say_one_budget():
+    """The same usable RAM in recommend's reasons, estimate's table and hw's lines, said as such."""
+    from r1desk.engine.units import human_bytes
+
+    hw = Hardware.load(PROFILES / "cpu-24gb-2cores.json")
+    usable = human_bytes(fit.ram_budget(hw, planning=True))
+    assert usable == "17.7 GB"
+    line = f"Usable for a model: {usable} of RAM (23.5 GB minus 5.9 GB kept for the system and other programs)"
+    rec = _run("recommend", "--profile", _profile("cpu-24gb-2cores"), "--limit", "3")
+    assert rec.exit_code == 0, rec.output
+    assert line in rec.output and rec.output.count(f"of {usable} usable") == 3
+    est = _run("estimate", "deepseek-r1-distill-qwen-32b:Q4_K_M", "--profile", _profile("cpu-24gb-2cores"))
+    assert est.exit_code == 2, est.output
+    assert line in est.output
+    cpu_row = next(r for r in est.output.splitlines() if r.startswith("CPU "))
+    assert cpu_row.endswith(f"{usable}  TOO BIG")
+    assert f"of the {usable} usable" in est.output
+    fits = _run("estimate", "deepseek-r1-distill-qwen-7b:Q4_K_M", "--profile", _profile("cpu-24gb-2cores"))
+    assert fits.exit_code == 0 and "Right now: it would load (22.8 GB of RAM free)." in fits.output
+    data = json.loads(_run("estimate", "deepseek-r1-distill-qwen-7b", "--profile", _profile("cpu-24gb-2cores"),
+                           "--json").output)
+    assert (data["plan"]["budget"], data["plan_now"]["budget"]) == ("planning", "now")
+
+
+def test_estimate_names_sizes_one_way():
+    """No GiB beside GB: every size through engine.units.human_bytes."""
+    from r1desk.engine.units import human_bytes
+
+    out = _run("estimate", "deepseek-r1-distill-qwen-7b:Q4_K_M", "--profile", _profile("cpu-16gb")).output
+    assert "GiB" not in out
+    plan = json.loads(_run("estimate", "deepseek-r1-distill-qwen-7b:Q4_K_M", "--profile", _profile("cpu-16gb"),
+                           "--json").output)["plan"]
+    cpu = plan["devices"][0]
+    row = next(r for r in out.splitlines() if r.startswith("CPU "))
+    for key in ("weights", "kv", "total", "budget"):
+        assert human_bytes(cpu[key]) in row, key
+
+
+def test_a_capped_context_is_said_in_the_plain_output():
+    result = _run("recommend", "--profile", _profile("cpu-24gb-2cores"), "--ctx", "131072", "--json")
+    choices = json.loads(result.output)["choices"]
+    capped = [c for c in choices if c["ctx_capped"]]
+    assert capped and all(c["n_ctx"] < c["n_ctx_asked"] == 131072 for c in capped)
+    text = _run("recommend", "--profile", _profile("cpu-24gb-2cores"), "--ctx", "131072").output
+    for c in capped:
+        assert f"Context capped at {c['n_ctx']:,} tokens, the most this model was trained for." in text
+    assert text.count("Context capped at") == len(capped)
+
+
+def test_speeds_are_said_to_be_estimates():
+    out = _run("recommend", "--profile", _profile("cpu-16gb"), "--limit", "2").output
+    assert out.count("tokens/s, estimated") == 2
+    out = _run("estimate", "deepseek-r1-distill-qwen-7b", "--profile", _profile("cpu-16gb")).output
+    assert "tokens/s, estimated" in out
+
+
 def test_a_shape_the_estimate_cannot_read_gets_no_gpu_layers():
     from r1desk.engine.gguf.header import GGUFInfo
 
     info = GGUFInfo("odd.gguf", 3, {"general.architecture": "mystery"}, [], 0, 0)
     assert fit.default_gpu_layers(info, machine((24, 24)), 4096) == 0
+
+
+def test_notes_keep_their_kind_for_the_edges(r1_shape):
+    """A plan's notes are English sentences that also carry what they say, for other languages."""
+    import pickle
+
+    plan = fit.estimate(r1_shape, n_ctx=200_000, kv_type="q8_0", hardware=machine(ram_gb=64))
+    kinds = {n.kind: n for n in plan.notes}
+    assert set(kinds) >= {"kv_needs_flash_attn", "ctx_beyond_training"}
+    beyond = kinds["ctx_beyond_training"]
+    assert beyond.values == {"n_ctx": 200_000, "n_ctx_train": 131072} and "200000" in beyond
+    again = pickle.loads(pickle.dumps(beyond))
+    assert (again, again.kind, again.values) == (beyond, beyond.kind, beyond.values)
+    assert json.loads(json.dumps(plan.to_dict()))["notes"] == [str(n) for n in plan.notes]

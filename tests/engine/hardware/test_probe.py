@@ -266,7 +266,7 @@ def test_hw_command(tmp_path):
     assert result.exit_code == 0, result.output
     machine = hw.Hardware.from_json(result.output)
     assert machine.ram_total == psutil.virtual_memory().total
-    result = CliRunner().invoke(cli, ["hw"])
+    result = CliRunner().invoke(cli, ["hw"], env={"LC_ALL": None, "LC_MESSAGES": None, "LANG": "C.UTF-8"})
     assert result.exit_code == 0 and "RAM:" in result.output and "llama.cpp:" in result.output
 
 

@@ -709,3 +709,81 @@ def test_cli_errors_are_one_line(fake_hub: FakeHub) -> None:
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "not a model repo name" in errors[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Catalog ids: `r1desk pull deepseek-r1-distill-qwen-7b` as `catalog` lists it.
+
+CATALOG_ID = "deepseek-r1-distill-qwen-7b"
+CPU_16GB = {"name": "cpu-16", "ram_total": "16 GiB", "ram_available": "14 GiB",
+            "cpu": {"name": "Test CPU", "physical_cores": 8, "logical_cores": 16, "flags": ["avx2"]}}
+
+
+@pytest.fixture
+def described_machine(monkeypatch: pytest.MonkeyPatch):
+    """Recommendations for a described 16 GB CPU machine, whatever this one is."""
+    from r1desk.engine.hardware import probe
+
+    hardware = probe.Hardware.from_dict(CPU_16GB)
+    monkeypatch.setattr(probe, "detect", lambda *a, **k: hardware)
+    return hardware
+
+
+def test_parse_spec_takes_catalog_ids_and_refuses_other_bare_names() -> None:
+    from r1desk.engine.models.catalog import load
+
+    repo = load().get(CATALOG_ID).repo
+    assert download.parse_spec(CATALOG_ID) == (repo, None)
+    assert download.parse_spec(f"{CATALOG_ID}:q8_0") == (repo, "Q8_0")
+    assert download.parse_spec("DeepSeek-R1-Distill-Qwen-7B") == (repo, None)  # ids in any case
+    with pytest.raises(ModelNotFound, match=f"did you mean {CATALOG_ID}") as typo:
+        download.parse_spec("deepseek-r1-distil-qwen-7b:Q4_K_M")
+    assert "r1desk catalog" in typo.value.hint and "owner/name" in typo.value.hint
+    with pytest.raises(ModelNotFound, match="'foo' is not a model in r1desk's catalog"):
+        download.parse_spec("foo")
+    # A repo name typed without its owner points at the catalog model it belongs to.
+    with pytest.raises(ModelNotFound, match=f"did you mean {CATALOG_ID}"):
+        download.parse_spec("DeepSeek-R1-Distill-Qwen-7B-GGUF")
+
+
+def test_cli_pull_of_a_catalog_id_takes_the_quant_recommended_for_this_machine(
+        fake_hub: FakeHub, tiny_r1: Path, described_machine) -> None:
+    from r1desk.cli.models import recommended_quant
+    from r1desk.engine.models.catalog import load
+
+    model = load().get(CATALOG_ID)
+    quant, filename, _ = recommended_quant(model.repo)
+    assert quant and filename and quant in filename
+    other = model.quant("Q2_K").names[0]
+    fake_hub.add_repo(model.repo, {filename: tiny_r1, other: tiny_r1})
+    result = CliRunner().invoke(cli, ["pull", CATALOG_ID, "--endpoint", fake_hub.endpoint])
+    assert result.exit_code == 0, result.output
+    assert f"{CATALOG_ID} is {model.repo} in r1desk's catalog" in result.output
+    assert f"{quant} is the recommended quantisation for this machine" in result.output
+    assert [e.file for e in fake_hub.requests(server="cdn")] == [filename]
+    assert "Ready:" in result.output
+
+
+def test_cli_pull_of_a_catalog_id_with_a_quant_takes_that_quant(fake_hub: FakeHub, tiny_r1: Path) -> None:
+    from r1desk.engine.models.catalog import load
+
+    model = load().get(CATALOG_ID)
+    wanted, other = model.quant("Q8_0").names[0], model.quant("Q4_K_M").names[0]
+    fake_hub.add_repo(model.repo, {wanted: tiny_r1, other: tiny_r1})
+    result = CliRunner().invoke(cli, ["pull", f"{CATALOG_ID}:q8_0", "--endpoint", fake_hub.endpoint])
+    assert result.exit_code == 0, result.output
+    assert [e.file for e in fake_hub.requests(server="cdn")] == [wanted]
+
+
+@pytest.mark.parametrize("name", ["deepseek-r1-distil-qwen-7b", "foo", "qwen3:Q4_K_M"])
+def test_cli_pull_of_an_unknown_bare_name_is_refused_without_touching_the_network(
+        fake_hub: FakeHub, name: str) -> None:
+    result = CliRunner().invoke(cli, ["pull", name, "--endpoint", fake_hub.endpoint])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "is not a model in r1desk's catalog" in errors[0]
+    if name.startswith("deepseek"):
+        assert f"did you mean {CATALOG_ID}" in errors[0]
+    if name.startswith("qwen3"):
+        assert "did you mean qwen3-" in errors[0]
+    assert fake_hub.requests() == [], "nothing was asked of the hub or its CDN"
