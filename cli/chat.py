@@ -219,6 +219,7 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
                         click.echo(click.style("Thinking...\n", dim=True, italic=True), nl=False)
                         in_reasoning = True
                     click.echo(click.style(event.text, dim=True), nl=False)
+                    sys.stdout.flush()  # stream through a pipe too, not in 8 KB blocks
             elif isinstance(event, ContentDelta):
                 answer.append(event.text)
                 if not as_json:
@@ -226,6 +227,7 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
                         click.echo(click.style("\n...done thinking.\n\n", dim=True, italic=True), nl=False)
                         in_reasoning = False
                     click.echo(event.text, nl=False)
+                    sys.stdout.flush()
             elif isinstance(event, Loading):
                 click.echo(click.style(f"Reloading {event.model}: {RELOAD_REASONS.get(event.reason, event.reason)}"
                                        f"{' (' + event.detail + ')' if event.detail else ''}…", dim=True), err=True)
