@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -202,6 +204,14 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
     in_reasoning = False
     prompt_line = PromptProgressLine()
     events = service.send(conversation_id, text, params)
+    # Ctrl+C stops the reply (saved as cancelled) instead of breaking out of it wherever it lands.
+    stopped = []
+
+    def stop(_signum, _frame) -> None:
+        stopped.append(True)
+        events.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         for event in events:
             if isinstance(event, (ReasoningDelta, ContentDelta, Stats, ChatError)):
@@ -246,7 +256,10 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
                 stats = event
         interrupted = one_shot  # in the interactive loop the user stays, and may ask again
     else:
-        interrupted = False
+        interrupted = bool(stopped) and one_shot
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if as_json:
         click.echo(json.dumps({
             "conversation_id": conversation_id,

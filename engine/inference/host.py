@@ -579,15 +579,17 @@ class _Core:
         token = job.token
         while True:
             msg = self.recv(timeout=0.1)
+            # Checked at every step, not only when the process is quiet: a model streaming fast
+            # never leaves the pipe idle, and a forgotten reader must still free it.
+            now = time.monotonic()
+            if not token.cancelled and job.forgotten(now):
+                token.cancel()
+            if token.cancelled and now - max(token.cancelled_at or now, started) > CANCEL_GRACE_SECONDS:
+                self.kill()
+                self.reload_reason = ("unresponsive", "")
+                job.put(("done", _cancelled_stats(["the model did not stop in time and was restarted"])))
+                return
             if msg is None:
-                now = time.monotonic()
-                if not token.cancelled and job.forgotten(now):
-                    token.cancel()
-                if token.cancelled and now - max(token.cancelled_at or now, started) > CANCEL_GRACE_SECONDS:
-                    self.kill()
-                    self.reload_reason = ("unresponsive", "")
-                    job.put(("done", _cancelled_stats(["the model did not stop in time and was restarted"])))
-                    return
                 if not rendered and now - started > RENDER_TIMEOUT_SECONDS:
                     self.kill()
                     self.reload_reason = ("template-timeout", "")

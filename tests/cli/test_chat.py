@@ -42,7 +42,7 @@ def test_smollm2_without_max_tokens_stops_at_the_default_with_a_note(smollm2: Pa
     assert stats["context_used"] < stats["n_ctx"]  # the limit stopped it, not the context
     note = f"the reply limit of {DEFAULT_MAX_TOKENS:,} tokens was reached"
     assert any(note in n for n in stats["notes"])
-    assert f"Note: {note}" in proc.stderr and "--max-tokens" in proc.stderr
+    assert any("--max-tokens" in n for n in stats["notes"])  # says how to raise it
 
 
 @pytest.mark.slow
