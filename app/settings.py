@@ -18,6 +18,7 @@ from r1desk.app.qt import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QRadioButton,
     QSettings,
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "chat.max_tokens": None,
     "chat.seed": None,
     "chat.reasoning_budget": None,
+    "chat.system_prompt": None,  # for new conversations; each keeps its own once it starts
     "hub.endpoint": None,
     "hub.token": None,
 }
@@ -108,6 +110,11 @@ class AppSettings:
 
         return SamplingParams(**{key: self.get(f"chat.{key}") for key in SAMPLING_KEYS})
 
+    def system_prompt(self) -> str | None:
+        """The system prompt a new conversation starts with (None: none)."""
+        text = self.get("chat.system_prompt")
+        return text.strip() or None if isinstance(text, str) else None
+
 
 class _OptionalSpin:
     """A number that may be left to the model: a spin box whose lowest value reads "Default"."""
@@ -151,7 +158,8 @@ class _ReplyLimit:
 
 
 class SettingsDialog(QDialog):
-    """Context, GPU layers (with a live estimate), sampling, hub, data folder, language, theme."""
+    """Context, GPU layers (with a live estimate), sampling, the default system prompt, hub, data
+    folder, language, theme."""
 
     applied = Signal(list)  # the keys that changed
     estimate_requested = Signal(object, object)  # n_ctx (or None), n_gpu_layers ("auto" or int)
@@ -169,6 +177,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.tabs)
         self._build_model_tab()
         self._build_sampling_tab()
+        self._build_chat_tab()
         self._build_downloads_tab()
         self._build_general_tab()
         self.buttons = QDialogButtonBox(
@@ -268,8 +277,25 @@ class SettingsDialog(QDialog):
         form.addRow("", self.sampling_note)
         self.tabs.addTab(page, "")
 
+    def _build_chat_tab(self) -> None:
+        page = QWidget()
+        column = QVBoxLayout(page)
+        self.system_prompt_label = QLabel(page)
+        self.system_prompt_label.setWordWrap(True)
+        column.addWidget(self.system_prompt_label)
+        self.system_prompt_edit = QPlainTextEdit(page)
+        self.system_prompt_edit.setTabChangesFocus(True)
+        self.system_prompt_label.setBuddy(self.system_prompt_edit)
+        column.addWidget(self.system_prompt_edit, 1)
+        self.system_prompt_note = QLabel(page)
+        self.system_prompt_note.setObjectName("Muted")
+        self.system_prompt_note.setWordWrap(True)
+        column.addWidget(self.system_prompt_note)
+        self.tabs.addTab(page, "")
+
     def _build_downloads_tab(self) -> None:
         page = QWidget()
+        self.downloads_page = page
         form = QFormLayout(page)
         self.endpoint_combo = QComboBox(page)
         self.endpoint_combo.setEditable(True)
@@ -331,6 +357,7 @@ class SettingsDialog(QDialog):
         self._enable_gpu_controls()
         for key, opt in self.sampling.items():
             opt.set(s.get(f"chat.{key}"))
+        self.system_prompt_edit.setPlainText(s.get("chat.system_prompt") or "")
         self.endpoint_combo.setCurrentText(s.get("hub.endpoint") or "")
         self.token_edit.setText(s.get("hub.token") or "")
         self.language_combo.setCurrentIndex(max(0, self.language_combo.findData(s.get("app.language"))))
@@ -341,6 +368,7 @@ class SettingsDialog(QDialog):
         out: dict[str, Any] = {
             "chat.n_ctx": self.ctx_auto.value(),
             "chat.n_gpu_layers": self.gpu_spin.value() if self.gpu_manual.isChecked() else "auto",
+            "chat.system_prompt": self.system_prompt_edit.toPlainText().strip() or None,
             "hub.endpoint": self.endpoint_combo.currentText().strip().rstrip("/") or None,
             "hub.token": self.token_edit.text().strip() or None,
             "app.language": self.language_combo.currentData(),
@@ -362,7 +390,7 @@ class SettingsDialog(QDialog):
             try:
                 set_hub_endpoint(endpoint, db=self.settings.db)
             except R1deskError as exc:
-                self.tabs.setCurrentIndex(2)
+                self.tabs.setCurrentWidget(self.downloads_page)
                 self.hub_error.setText(str(exc))
                 self.hub_error.setVisible(True)
                 return None
@@ -422,8 +450,9 @@ class SettingsDialog(QDialog):
         self.setWindowTitle(self.tr("Settings"))
         self.tabs.setTabText(0, self.tr("Model"))
         self.tabs.setTabText(1, self.tr("Sampling"))
-        self.tabs.setTabText(2, self.tr("Downloads"))
-        self.tabs.setTabText(3, self.tr("General"))
+        self.tabs.setTabText(2, self.tr("Chat"))
+        self.tabs.setTabText(3, self.tr("Downloads"))
+        self.tabs.setTabText(4, self.tr("General"))
         self.ctx_label.setText(self.tr("Context length"))
         self.ctx_spin.setSpecialValueText(self.tr("Automatic"))
         self.ctx_spin.setSuffix(self.tr(" tokens"))
@@ -464,6 +493,13 @@ class SettingsDialog(QDialog):
             "\"Model default\" uses what the model recommends (for DeepSeek-R1: temperature 0.6, "
             "top P 0.95). The reasoning budget limits how long R1 may think before it must answer."
         ) + " " + reply_limit)
+        self.system_prompt_label.setText(self.tr("System prompt for new conversations"))
+        self.system_prompt_edit.setPlaceholderText(self.tr("None: the model gets only your messages"))
+        self.system_prompt_note.setText(self.tr(
+            "Instructions the model gets before every new conversation. A conversation keeps the system "
+            "prompt it started with; change it from the conversation's menu in the sidebar. DeepSeek-R1 "
+            "works best without one: r1desk puts it at the start of your first message instead."
+        ))
         self.endpoint_label.setText(self.tr("Download server"))
         self.endpoint_combo.setItemText(0, "")
         self.endpoint_combo.lineEdit().setPlaceholderText(self.tr("Hugging Face (default)"))

@@ -356,7 +356,9 @@ class MainWindow(QMainWindow):
             return
         self.chat_view.add_user(text)
         widget = self.chat_view.add_assistant(self._model_name())
-        reply = self.chat.send(self.current_id, text, self.settings.sampling())
+        # Only a new conversation takes the default: one that exists keeps its own (set from the sidebar).
+        system = self.settings.system_prompt() if self.current_id is None else None
+        reply = self.chat.send(self.current_id, text, self.settings.sampling(), system=system)
         worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, widget)
 

@@ -1015,6 +1015,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>采样</translation>
     </message>
     <message>
+        <source>Chat</source>
+        <translation>对话</translation>
+    </message>
+    <message>
         <source>Downloads</source>
         <translation>下载</translation>
     </message>
@@ -1105,6 +1109,18 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>&quot;Model default&quot; uses what the model recommends (for DeepSeek-R1: temperature 0.6, top P 0.95). The reasoning budget limits how long R1 may think before it must answer.</source>
         <translation>“模型默认”表示使用模型推荐的值（DeepSeek-R1：温度 0.6，Top P 0.95）。思考预算限制 R1 在必须回答之前最多能思考多久。</translation>
+    </message>
+    <message>
+        <source>System prompt for new conversations</source>
+        <translation>新对话的系统提示词</translation>
+    </message>
+    <message>
+        <source>None: the model gets only your messages</source>
+        <translation>无：模型只收到你的消息</translation>
+    </message>
+    <message>
+        <source>Instructions the model gets before every new conversation. A conversation keeps the system prompt it started with; change it from the conversation&apos;s menu in the sidebar. DeepSeek-R1 works best without one: r1desk puts it at the start of your first message instead.</source>
+        <translation>模型在每个新对话开始前收到的指示。对话会一直使用它开始时的系统提示词；要修改，请在侧边栏中该对话的菜单里更改。DeepSeek-R1 不用系统提示词效果最好：r1desk 会把它放在你的第一条消息开头。</translation>
     </message>
     <message>
         <source>Download server</source>

@@ -321,6 +321,44 @@ def test_a_conversation_gets_a_system_prompt_and_is_exported(make_window, qtbot,
 
 
 @pytest.mark.slow
+def test_the_default_system_prompt_starts_new_conversations_and_their_own_wins(make_window, tiny_r1, qtbot):
+    from r1desk.app.qt import QDialogButtonBox
+
+    window = make_window(**{**GREEDY, "chat.n_ctx": 512, "chat.max_tokens": 8})
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    dialog.tabs.setCurrentIndex(dialog.tabs.indexOf(dialog.system_prompt_edit.parentWidget()))
+    dialog.system_prompt_edit.setPlainText("  You are a pirate.\nSpeak like one.  ")
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+    assert window.settings.get("chat.system_prompt") == "You are a pirate.\nSpeak like one."
+    window.show_settings()
+    assert window._dialogs["settings"].system_prompt_edit.toPlainText() == "You are a pirate.\nSpeak like one."
+    window._dialogs["settings"].reject()
+    load(qtbot, window, tiny_r1)
+    send(qtbot, window, "hi")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    new_id = window.current_id
+    assert window.history.system_prompt(new_id) == "You are a pirate.\nSpeak like one."
+    assert [w.role for w in window.chat_view.messages] == ["user", "assistant"]  # not shown as a message
+    # A conversation's own prompt (from the sidebar), or its having none, is kept when it goes on.
+    own = window.history.create_conversation("Own")
+    window.set_system_prompt(own, "Answer in French.")
+    none = window.history.create_conversation("None")
+    for cid in (own, none):
+        window.open_conversation(cid)
+        send(qtbot, window, "again")
+        qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    assert window.history.system_prompt(own) == "Answer in French."
+    assert window.history.system_prompt(none) == ""
+    # Emptied in Settings: new conversations start without one.
+    window.settings.set("chat.system_prompt", None)
+    window.new_conversation()
+    send(qtbot, window, "hi")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    assert window.current_id not in (new_id, own, none) and window.history.system_prompt(window.current_id) == ""
+
+
+@pytest.mark.slow
 def test_regenerate_keeps_the_earlier_reply_to_flip_back_to(make_window, tiny_r1, qtbot):
     window = make_window(**{**GREEDY, "chat.n_ctx": 512})
     load(qtbot, window, tiny_r1)
