@@ -113,7 +113,113 @@ def _from_code(facts: dict) -> str | None:
                                    "Downloads.").format(folder=facts.get("folder", ""),
                                                         need=human_bytes(facts.get("need")),
                                                         free=human_bytes(facts.get("free")))
+    return _hub_words(code, facts) or _template_words(code, facts) or _database_words(code, facts)
+
+
+def _hub_words(code: str | None, facts: dict) -> str | None:
+    """The hub's refusals: gated or private, no such repo or file, rate limit, server error."""
+    if code is None or not code.startswith("hub-"):
+        return None
+    server, repo = facts.get("endpoint", ""), facts.get("repo", "")
+    token = bool(facts.get("token"))
+    if code == "hub-gated":
+        if token:
+            return translate("Errors", "{repo} is gated, and the access token in Settings › Downloads does not give "
+                                       "access to it: accept the model's terms on its page on the hub, signed in as "
+                                       "the account the token belongs to.").format(repo=repo)
+        return translate("Errors", "{repo} is gated: accept the model's terms on its page on the hub, then enter "
+                                   "your access token in Settings › Downloads.").format(repo=repo)
+    if code == "hub-no-repo":
+        if token:
+            return translate("Errors", "There is no model {repo} on {server}, or the access token in Settings › "
+                                       "Downloads cannot read it: check the name.").format(repo=repo, server=server)
+        return translate("Errors", "There is no model {repo} on {server}, or it is private: check the name, or enter "
+                                   "an access token that can read it in Settings › Downloads.").format(
+            repo=repo, server=server)
+    if code == "hub-no-revision":
+        return translate("Errors", "{repo} on {server} has no such branch, tag or commit.").format(
+            repo=repo, server=server)
+    if code == "hub-no-file":
+        return translate("Errors", "{repo} on {server} has no file {file}; it may have been renamed or removed. "
+                                   "Look the model up again and choose a file it has.").format(
+            repo=repo, server=server, file=facts.get("file", ""))
+    if code == "hub-denied":
+        advice = (translate("Errors", "The access token in Settings › Downloads does not give access to it.") if token
+                  else translate("Errors", "It may need an access token: enter one in Settings › Downloads."))
+        return translate("Errors", "{server} refused {what} (HTTP {status}).").format(
+            server=server, what=facts.get("what", repo), status=facts.get("status")) + " " + advice
+    if code == "hub-rate-limit":
+        text = translate("Errors", "{server} is limiting how often it is asked (HTTP 429).").format(server=server)
+        wait = facts.get("wait")
+        if isinstance(wait, int) and wait > 0:
+            again = (translate("Errors", "Try again in a second.") if wait == 1
+                     else translate("Errors", "Try again in {n} seconds.").format(n=f"{wait:,}"))
+            return f"{text} {again}"
+        return text + " " + translate("Errors", "Try again in a few minutes.")
+    if code == "hub-server":
+        text = translate("Errors", "The download server {server} is not working right now (HTTP {status}).").format(
+            server=server, status=facts.get("status"))
+        if facts.get("mirror"):
+            advice = translate("Errors", "Try again later, or clear the server in Settings › Downloads to use "
+                                         "huggingface.co.")
+        else:
+            advice = translate("Errors", "Try again later, or set a mirror such as https://hf-mirror.com in "
+                                         "Settings › Downloads.")
+        return f"{text} {advice}"
+    if code == "hub-refused":
+        return translate("Errors", "{server} refused {what} (HTTP {status}).").format(
+            server=server, what=facts.get("what", repo), status=facts.get("status"))
+    if code == "hub-not-a-hub":
+        return translate("Errors", "{server} does not answer like a Hugging Face hub: check the download server's "
+                                   "address in Settings › Downloads.").format(server=server)
     return None
+
+
+def _template_words(code: str | None, facts: dict) -> str | None:
+    """A chat template that would not render: the template's own words stay in the log."""
+    if code == "template-unsafe":
+        return translate("Errors", "The model's chat template tried something unsafe and was stopped. The model file "
+                                   "may have been tampered with: use one from a source you trust.")
+    if code == "template-refused":
+        return translate("Errors", "The model's chat template refused this conversation. Some models accept no system "
+                                   "prompt, or only turns that alternate between you and the model: remove the "
+                                   "system prompt (the conversation's menu in the sidebar, or Settings › Chat for new "
+                                   "conversations), or start a new conversation.")
+    if code == "template-failed":
+        return translate("Errors", "The model's chat template failed while writing the prompt: the template in this "
+                                   "model file is faulty. Try another file of this model.")
+    if code == "template-too-long":
+        return translate("Errors", "The model's chat template made a prompt of more than {limit} characters and was "
+                                   "stopped: the template in this model file is faulty.").format(
+            limit=f"{int(facts.get('limit', 0)):,}")
+    return None
+
+
+def _database_words(code: str | None, facts: dict) -> str | None:
+    """The history database's failures: in use, full disk, read-only, damaged, from a newer r1desk."""
+    if code is None or not code.startswith("db-"):
+        return None
+    file = facts.get("file", "")
+    texts = {
+        "db-locked": translate("Errors", "The chat history database {file} is in use by another program: close it "
+                                         "(or the other r1desk) and try again."),
+        "db-disk-full": translate("Errors", "The disk that holds {file} is full, so the last change was not saved. "
+                                            "Free some space and try again."),
+        "db-folder-read-only": translate("Errors", "The folder of the chat history database {file} is read-only, so "
+                                                   "the database cannot be used. Check the folder's permissions."),
+        "db-read-only": translate("Errors", "The chat history database {file} is read-only: conversations can be "
+                                            "read, but changes are not saved. Check the permissions of the file and "
+                                            "its folder."),
+        "db-damaged": translate("Errors", "The chat history database {file} is damaged. Restore it from a backup, or "
+                                          "move it away to start with an empty history."),
+        "db-io": translate("Errors", "The chat history database {file} cannot be read or written: check the disk."),
+        "db-cant-open": translate("Errors", "The chat history database {file} cannot be opened: check that its "
+                                            "folder exists and can be written."),
+        "db-newer": translate("Errors", "The chat history database {file} was written by a newer version of r1desk: "
+                                        "update r1desk to open it."),
+    }
+    text = texts.get(code)
+    return text.format(file=file) if text is not None else None
 
 
 def describe(kind: str, detail: str, *, downloaded: bool = False, facts: dict | None = None) -> str:

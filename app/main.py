@@ -15,6 +15,7 @@ from r1desk.app.qt import (
     QByteArray,
     QLocalServer,
     QLocalSocket,
+    QMessageBox,
     QObject,
     QTimer,
     Signal,
@@ -121,6 +122,19 @@ def build_window(*, chat: Any = None, history: Any = None) -> Any:
     return MainWindow(chat, history, settings)
 
 
+def startup_failure(exc: BaseException) -> QMessageBox:
+    """Why the window cannot open (its database is damaged, read-only, in use, from a newer r1desk).
+
+    Worded in the system's language: the language the user chose is kept in that database.
+    """
+    from r1desk.app.errors import user_message
+
+    i18n.install("system")
+    box = QMessageBox(QMessageBox.Icon.Critical, i18n.translate("Main", "r1desk cannot start"), user_message(exc))
+    box.setStandardButtons(QMessageBox.StandardButton.Close)
+    return box
+
+
 def run(argv: list[str]) -> int:
     from r1desk.app.settings import bootstrap_data_folder
 
@@ -133,9 +147,16 @@ def run(argv: list[str]) -> int:
         return 0
     instance = SingleInstance(name)
     from r1desk.engine import paths
+    from r1desk.engine.errors import R1deskError
 
     log.info("r1desk started, data in %s", paths.home())
-    window = build_window()
+    try:
+        window = build_window()
+    except R1deskError as exc:
+        log.error("cannot start: %s", exc)
+        startup_failure(exc).exec()
+        instance.close()
+        return 1
 
     def bring_to_front() -> None:
         window.showNormal()

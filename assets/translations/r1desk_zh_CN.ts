@@ -286,6 +286,122 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>{folder} 的磁盘空间不足：下载需要 {need}，可用 {free}。请释放一些空间，或在“设置 › 下载”中选择其他下载文件夹。</translation>
     </message>
     <message>
+        <source>{repo} is gated, and the access token in Settings › Downloads does not give access to it: accept the model&apos;s terms on its page on the hub, signed in as the account the token belongs to.</source>
+        <translation>{repo} 是受限模型，而“设置 › 下载”中的访问令牌无权访问它：请用该令牌所属的账号登录模型仓库，在这个模型的页面上接受它的使用条款。</translation>
+    </message>
+    <message>
+        <source>{repo} is gated: accept the model&apos;s terms on its page on the hub, then enter your access token in Settings › Downloads.</source>
+        <translation>{repo} 是受限模型：请先在模型仓库中这个模型的页面上接受它的使用条款，然后在“设置 › 下载”中填写你的访问令牌。</translation>
+    </message>
+    <message>
+        <source>There is no model {repo} on {server}, or the access token in Settings › Downloads cannot read it: check the name.</source>
+        <translation>{server} 上没有模型 {repo}，或者“设置 › 下载”中的访问令牌无权读取它：请检查名称。</translation>
+    </message>
+    <message>
+        <source>There is no model {repo} on {server}, or it is private: check the name, or enter an access token that can read it in Settings › Downloads.</source>
+        <translation>{server} 上没有模型 {repo}，或者它是私有的：请检查名称，或在“设置 › 下载”中填写有权读取它的访问令牌。</translation>
+    </message>
+    <message>
+        <source>{repo} on {server} has no such branch, tag or commit.</source>
+        <translation>{server} 上的 {repo} 没有这个分支、标签或提交。</translation>
+    </message>
+    <message>
+        <source>{repo} on {server} has no file {file}; it may have been renamed or removed. Look the model up again and choose a file it has.</source>
+        <translation>{server} 上的 {repo} 没有文件 {file}，它可能已被改名或删除。请重新查找这个模型，并选择它现有的文件。</translation>
+    </message>
+    <message>
+        <source>The access token in Settings › Downloads does not give access to it.</source>
+        <translation>“设置 › 下载”中的访问令牌无权访问它。</translation>
+    </message>
+    <message>
+        <source>It may need an access token: enter one in Settings › Downloads.</source>
+        <translation>它可能需要访问令牌：请在“设置 › 下载”中填写。</translation>
+    </message>
+    <message>
+        <source>{server} refused {what} (HTTP {status}).</source>
+        <translation>{server} 拒绝了 {what} 的请求（HTTP {status}）。</translation>
+    </message>
+    <message>
+        <source>{server} is limiting how often it is asked (HTTP 429).</source>
+        <translation>{server} 正在限制请求频率（HTTP 429）。</translation>
+    </message>
+    <message>
+        <source>Try again in a second.</source>
+        <translation>请过一秒再试。</translation>
+    </message>
+    <message>
+        <source>Try again in {n} seconds.</source>
+        <translation>请过 {n} 秒再试。</translation>
+    </message>
+    <message>
+        <source>Try again in a few minutes.</source>
+        <translation>请过几分钟再试。</translation>
+    </message>
+    <message>
+        <source>The download server {server} is not working right now (HTTP {status}).</source>
+        <translation>下载服务器 {server} 目前无法正常工作（HTTP {status}）。</translation>
+    </message>
+    <message>
+        <source>Try again later, or clear the server in Settings › Downloads to use huggingface.co.</source>
+        <translation>请稍后再试，或在“设置 › 下载”中清空服务器以使用 huggingface.co。</translation>
+    </message>
+    <message>
+        <source>Try again later, or set a mirror such as https://hf-mirror.com in Settings › Downloads.</source>
+        <translation>请稍后再试，或在“设置 › 下载”中设置镜像，例如 https://hf-mirror.com。</translation>
+    </message>
+    <message>
+        <source>{server} does not answer like a Hugging Face hub: check the download server&apos;s address in Settings › Downloads.</source>
+        <translation>{server} 的应答不像 Hugging Face 模型仓库：请在“设置 › 下载”中检查下载服务器的地址。</translation>
+    </message>
+    <message>
+        <source>The model&apos;s chat template tried something unsafe and was stopped. The model file may have been tampered with: use one from a source you trust.</source>
+        <translation>该模型的对话模板试图执行不安全的操作，已被阻止。这个模型文件可能被篡改过：请使用来源可信的模型文件。</translation>
+    </message>
+    <message>
+        <source>The model&apos;s chat template refused this conversation. Some models accept no system prompt, or only turns that alternate between you and the model: remove the system prompt (the conversation&apos;s menu in the sidebar, or Settings › Chat for new conversations), or start a new conversation.</source>
+        <translation>该模型的对话模板拒绝了这个对话。有些模型不接受系统提示词，或者只接受你和模型轮流发言的对话：请去掉系统提示词（在侧边栏中该对话的菜单里；新对话的默认值在“设置 › 对话”中），或者开始一个新对话。</translation>
+    </message>
+    <message>
+        <source>The model&apos;s chat template failed while writing the prompt: the template in this model file is faulty. Try another file of this model.</source>
+        <translation>该模型的对话模板在生成提示词时出错：这个模型文件中的模板有缺陷。请换用这个模型的其他文件。</translation>
+    </message>
+    <message>
+        <source>The model&apos;s chat template made a prompt of more than {limit} characters and was stopped: the template in this model file is faulty.</source>
+        <translation>该模型的对话模板生成的提示词超过了 {limit} 个字符，已被停止：这个模型文件中的模板有缺陷。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} is in use by another program: close it (or the other r1desk) and try again.</source>
+        <translation>聊天记录数据库 {file} 正被其他程序使用：请关闭那个程序（或另一个 r1desk）后再试。</translation>
+    </message>
+    <message>
+        <source>The disk that holds {file} is full, so the last change was not saved. Free some space and try again.</source>
+        <translation>{file} 所在的磁盘已满，最后一次更改没有保存。请释放一些空间后再试。</translation>
+    </message>
+    <message>
+        <source>The folder of the chat history database {file} is read-only, so the database cannot be used. Check the folder&apos;s permissions.</source>
+        <translation>聊天记录数据库 {file} 所在的文件夹是只读的，因此无法使用该数据库。请检查文件夹的权限。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} is read-only: conversations can be read, but changes are not saved. Check the permissions of the file and its folder.</source>
+        <translation>聊天记录数据库 {file} 是只读的：可以查看对话，但更改不会保存。请检查该文件及其所在文件夹的权限。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} is damaged. Restore it from a backup, or move it away to start with an empty history.</source>
+        <translation>聊天记录数据库 {file} 已损坏。请从备份中恢复它，或者把它移走，以空白的聊天记录重新开始。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} cannot be read or written: check the disk.</source>
+        <translation>无法读写聊天记录数据库 {file}：请检查磁盘。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} cannot be opened: check that its folder exists and can be written.</source>
+        <translation>无法打开聊天记录数据库 {file}：请检查它所在的文件夹是否存在并且可写。</translation>
+    </message>
+    <message>
+        <source>The chat history database {file} was written by a newer version of r1desk: update r1desk to open it.</source>
+        <translation>聊天记录数据库 {file} 是由更新版本的 r1desk 写入的：请更新 r1desk 后再打开。</translation>
+    </message>
+    <message>
         <source>Download it again from the model picker.</source>
         <translation>请在模型选择器中重新下载。</translation>
     </message>
@@ -623,6 +739,13 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Load</source>
         <translation>加载</translation>
+    </message>
+</context>
+<context>
+    <name>Main</name>
+    <message>
+        <source>r1desk cannot start</source>
+        <translation>r1desk 无法启动</translation>
     </message>
 </context>
 <context>

@@ -71,25 +71,30 @@ def translate(exc: BaseException, path: str | os.PathLike) -> R1deskError | None
     code = _primary_code(exc)
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
         return DatabaseError(f"{path}: the database is locked by another program",
-                             hint="close other programs using it, or try again in a moment")
+                             hint="close other programs using it, or try again in a moment",
+                             facts={"code": "db-locked", "file": str(path)})
     if code == SQLITE_FULL:
         return DiskFull(f"{path}: the disk is full; the last change was not saved",
-                        hint="free some disk space and try again")
+                        hint="free some disk space and try again", facts={"code": "db-disk-full", "file": str(path)})
     if getattr(exc, "sqlite_errorcode", None) == SQLITE_READONLY_DIRECTORY:
         # WAL needs its -shm file next to the database, even to read it.
         return DatabaseError(f"{path}: the database's folder is read-only, so the database cannot be used",
-                             hint="check the permissions of its folder")
+                             hint="check the permissions of its folder",
+                             facts={"code": "db-folder-read-only", "file": str(path)})
     if code in (SQLITE_READONLY, SQLITE_PERM):
         return DatabaseError(f"{path}: the database is read-only; changes cannot be saved",
-                             hint="check the permissions of the file and of its folder")
+                             hint="check the permissions of the file and of its folder",
+                             facts={"code": "db-read-only", "file": str(path)})
     if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
-        return DatabaseError(f"{path}: the database is damaged ({exc})", hint="restore a backup")
+        return DatabaseError(f"{path}: the database is damaged ({exc})", hint="restore a backup",
+                             facts={"code": "db-damaged", "file": str(path)})
     if code == SQLITE_IOERR:
         return DatabaseError(f"{path}: the database file cannot be read or written ({exc})",
-                             hint="check the disk")
+                             hint="check the disk", facts={"code": "db-io", "file": str(path)})
     if code == SQLITE_CANTOPEN:
         return DatabaseError(f"{path}: the database file cannot be opened ({exc})",
-                             hint="check that its folder exists and can be written")
+                             hint="check that its folder exists and can be written",
+                             facts={"code": "db-cant-open", "file": str(path)})
     return None
 
 
@@ -384,7 +389,8 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     if unknown:
         raise DatabaseError(
             f"{db_path_of(db)} was written by a newer version of r1desk (schema {unknown[-1]}); "
-            "update r1desk to open it"
+            "update r1desk to open it",
+            facts={"code": "db-newer", "file": db_path_of(db), "schema": unknown[-1]},
         )
     ran = []
     for migration in MIGRATIONS:
@@ -481,7 +487,8 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
             return
     integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
     if integrity != "ok":
-        raise DatabaseError(f"{path}: the database is damaged ({integrity})", hint="restore a backup")
+        raise DatabaseError(f"{path}: the database is damaged ({integrity})", hint="restore a backup",
+                            facts={"code": "db-damaged", "file": str(path)})
     with _checked_lock:
         _checked.add(key)
 
@@ -521,7 +528,8 @@ def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = Tru
         if known is not None:
             raise known from exc
         if isinstance(exc, sqlite3.DatabaseError):
-            raise DatabaseError(f"{path}: cannot open the database ({exc})") from exc
+            raise DatabaseError(f"{path}: cannot open the database ({exc})",
+                                facts={"code": "db-cant-open", "file": str(path)}) from exc
         raise
     return db
 

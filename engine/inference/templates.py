@@ -26,8 +26,12 @@ CHATML = (
 MAX_PROMPT_CHARS = 16 * 1024 * 1024
 
 
+class _TemplateRefused(JinjaTemplateError):
+    """The template itself called raise_exception: it refuses these messages (roles, order)."""
+
+
 def _raise_exception(message: str) -> None:
-    raise JinjaTemplateError(message)
+    raise _TemplateRefused(message)
 
 
 def _strftime_now(fmt: str) -> str:
@@ -76,10 +80,16 @@ class ChatTemplate:
                 add_generation_prompt=add_generation_prompt, **variables,
             )
         except SecurityError as exc:
-            raise TemplateError(f"the model's chat template tried something unsafe and was stopped ({exc})") from None
+            raise TemplateError(f"the model's chat template tried something unsafe and was stopped ({exc})",
+                                facts={"code": "template-unsafe"}) from None
+        except _TemplateRefused as exc:
+            raise TemplateError(f"the model's chat template refused these messages: {exc}",
+                                facts={"code": "template-refused", "reason": str(exc)[:200]}) from None
         except (JinjaTemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError,
                 RecursionError, OverflowError, ZeroDivisionError) as exc:
-            raise TemplateError(f"the model's chat template failed: {type(exc).__name__}: {exc}") from None
+            raise TemplateError(f"the model's chat template failed: {type(exc).__name__}: {exc}",
+                                facts={"code": "template-failed", "error": type(exc).__name__}) from None
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise TemplateError("the model's chat template produced an absurdly long prompt")
+            raise TemplateError("the model's chat template produced an absurdly long prompt",
+                                facts={"code": "template-too-long", "chars": len(prompt), "limit": MAX_PROMPT_CHARS})
         return prompt

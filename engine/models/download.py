@@ -272,7 +272,7 @@ def list_repo(repo: str, revision: str = "main", *, endpoint: str | None = None,
     endpoint = hub_endpoint(endpoint, db=db)
     token = hub_token(token, endpoint=endpoint, db=db)
     _refuse_offline(endpoint)
-    with _hub_errors(endpoint, repo):
+    with _hub_errors(endpoint, repo, token=token):
         info = HfApi(endpoint=endpoint, token=token).model_info(repo, revision=revision, files_metadata=True)
     if not info.sha:
         raise DownloadError(f"{endpoint} did not say which commit {repo}@{revision} is; is it a hub endpoint?")
@@ -411,40 +411,96 @@ def _unreachable(endpoint: str, exc: BaseException, what: str = "") -> Offline:
                    facts={"endpoint": endpoint, "cause": cause, "mirror": mirror})
 
 
+def _token_sent(token: str | bool | None) -> bool:
+    """Whether a request carried an access token: the given one, or (None) huggingface_hub's own."""
+    if isinstance(token, str):
+        return bool(token)
+    if token is None:
+        from huggingface_hub import get_token
+
+        return get_token() is not None
+    return False
+
+
+def _wait_seconds(response: Any) -> int | None:
+    """How long a 429 asks to wait: the hub's RateLimit header, else Retry-After (seconds)."""
+    if response is None:
+        return None
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    limit = parse_ratelimit_headers(response.headers)
+    if limit is not None and limit.remaining == 0:
+        return limit.reset_in_seconds
+    value = (response.headers.get("Retry-After") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
 @contextmanager
-def _hub_errors(endpoint: str, repo: str, filename: str | None = None) -> Iterator[None]:
+def _hub_errors(endpoint: str, repo: str, filename: str | None = None, *,
+                token: str | bool | None = False) -> Iterator[None]:
     import httpx2
     from huggingface_hub import errors as hf
 
     what = f"{repo}/{filename}" if filename else repo
+    mirror = not _same_origin(endpoint, DEFAULT_ENDPOINT)
     try:
         yield
     except hf.OfflineModeIsEnabled:
         raise Offline(f"offline mode is on (HF_HUB_OFFLINE), so {what} cannot be fetched") from None
     except (httpx2.TransportError, httpx2.TimeoutException) as exc:
         raise _unreachable(endpoint, exc) from None
-    except hf.GatedRepoError:
+    except hf.GatedRepoError as exc:
         raise DownloadError(f"{repo} is gated: accept its terms on the hub's web page, then set an access token",
-                            hint="r1desk settings → hub token, or HF_TOKEN") from None
-    except hf.RepositoryNotFoundError:
-        raise ModelNotFound(f"no model repo {repo} on {endpoint} (or it is private and needs a token)") from None
+                            hint="r1desk settings → hub token, or HF_TOKEN",
+                            facts={"code": "hub-gated", "repo": repo, "endpoint": endpoint,
+                                   "status": _status(exc), "token": _token_sent(token)}) from None
+    except hf.RepositoryNotFoundError as exc:
+        raise ModelNotFound(f"no model repo {repo} on {endpoint} (or it is private and needs a token)",
+                            facts={"code": "hub-no-repo", "repo": repo, "endpoint": endpoint,
+                                   "status": _status(exc), "token": _token_sent(token)}) from None
     except hf.RevisionNotFoundError:
-        raise ModelNotFound(f"{repo} has no such branch, tag or commit") from None
-    except hf.RemoteEntryNotFoundError:
-        raise ModelNotFound(f"{repo} has no file {filename}") from None
+        raise ModelNotFound(f"{repo} has no such branch, tag or commit",
+                            facts={"code": "hub-no-revision", "repo": repo, "endpoint": endpoint}) from None
+    except hf.RemoteEntryNotFoundError as exc:
+        raise ModelNotFound(f"{repo} has no file {filename}",
+                            facts={"code": "hub-no-file", "repo": repo, "file": filename or "",
+                                   "endpoint": endpoint, "status": _status(exc)}) from None
     except hf.HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "an error"
-        if isinstance(status, int) and status >= 500:
+        status = _status(exc)
+        if status is not None and status >= 500:
             raise Offline(f"{endpoint} is not working right now (HTTP {status}) while fetching {what}",
                           hint="try again later, or " + MIRROR_HINT,
-                          facts={"endpoint": endpoint, "cause": "server", "status": status,
-                                 "mirror": not _same_origin(endpoint, DEFAULT_ENDPOINT)}) from None
-        raise DownloadError(f"{endpoint} refused {what} (HTTP {status})") from None
+                          facts={"code": "hub-server", "endpoint": endpoint, "cause": "server", "status": status,
+                                 "what": what, "mirror": mirror}) from None
+        facts: dict[str, Any] = {"endpoint": endpoint, "status": status, "repo": repo, "what": what,
+                                 "mirror": mirror}
+        if status == 429:
+            wait = _wait_seconds(exc.response)
+            raise DownloadError(f"{endpoint} is limiting requests (HTTP 429) while fetching {what}"
+                                + (f"; it asks to wait {wait} s" if wait is not None else ""),
+                                hint="try again later", facts={**facts, "code": "hub-rate-limit", "wait": wait}) from None
+        if status in (401, 403):
+            raise DownloadError(f"{endpoint} refused {what} (HTTP {status}): not allowed without the right access token",
+                                hint="r1desk settings → hub token, or HF_TOKEN",
+                                facts={**facts, "code": "hub-denied", "token": _token_sent(token)}) from None
+        if status in (404, 410):
+            code = "hub-no-file" if filename else "hub-no-repo"
+            raise ModelNotFound(f"{endpoint} has no {what} (HTTP {status})",
+                                facts={**facts, "code": code, "file": filename or "",
+                                       "token": _token_sent(token)}) from None
+        raise DownloadError(f"{endpoint} refused {what} (HTTP {status or 'an error'})",
+                            facts={**facts, "code": "hub-refused"}) from None
     except hf.FileMetadataError as exc:
         raise DownloadError(f"{endpoint} does not answer like a Hugging Face hub ({_reason(exc)[:120]})",
-                            hint="check the endpoint setting") from None
+                            hint="check the endpoint setting",
+                            facts={"code": "hub-not-a-hub", "endpoint": endpoint}) from None
     except hf.HFValidationError as exc:
         raise DownloadError(f"{what}: {_reason(exc)}") from None
+
+
+def _status(exc: Any) -> int | None:
+    response = getattr(exc, "response", None)
+    return response.status_code if response is not None else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -602,7 +658,7 @@ class Download:
 
         commit = self.listing.commit
         url = hf_hub_url(self.repo, remote.name, revision=commit, endpoint=self.endpoint)
-        with _hub_errors(self.endpoint, self.repo, remote.name):
+        with _hub_errors(self.endpoint, self.repo, remote.name, token=self.token):
             meta = get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint, retry_on_errors=True)
         etag = meta.etag or ""
         size = meta.size if meta.size is not None else remote.size
@@ -848,7 +904,7 @@ class Download:
                     if failures <= self.retries:
                         self._sleep(min(8.0, 0.5 * 2 ** (failures - 1)))
                         continue
-                with _hub_errors(self.endpoint, self.repo, t.remote.name):
+                with _hub_errors(self.endpoint, self.repo, t.remote.name, token=self.token):
                     raise
         digest = hasher.hexdigest()
         expected = t.sha256 or t.git_sha1
@@ -869,7 +925,7 @@ class Download:
     def _refresh_location(self, t: _Target) -> None:
         from huggingface_hub import get_hf_file_metadata
 
-        with _hub_errors(self.endpoint, self.repo, t.remote.name):
+        with _hub_errors(self.endpoint, self.repo, t.remote.name, token=self.token):
             meta = get_hf_file_metadata(t.url, token=self.token, endpoint=self.endpoint, retry_on_errors=True)
         t.location = meta.location
         t.send_token = _same_origin(t.url, meta.location) or _same_origin(self.endpoint, meta.location)
@@ -961,6 +1017,7 @@ def _write(fh, chunk: bytes, t: _Target, job: Download) -> None:
             f"the disk filled up while downloading {t.remote.name} to {t.partial.parent} "
             f"({human_bytes(free)} free, {human_bytes(t.size)} needed); the partial file was removed",
             hint="free some space, or choose another download folder",
+            facts={"code": "disk-full", "folder": str(t.partial.parent), "need": t.size, "free": free},
         ) from None
 
 

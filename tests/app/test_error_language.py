@@ -12,6 +12,7 @@ import pytest
 from r1desk.app import i18n
 
 from tests.app.conftest import load, send
+from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 
 
 def has_chinese(text: str) -> bool:
@@ -116,3 +117,194 @@ def test_common_errors_are_worded_whole_from_their_facts(make_window, qtbot, tmp
             assert has_chinese(words), words
     finally:
         i18n.install("en")
+
+
+def english_left(text: str, *names: str) -> list[str]:
+    """Words in Latin letters that are not names (files, repos, servers, HTTP, r1desk)."""
+    import re
+
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(str(name), "")
+    for known in ("https://hf-mirror.com", "huggingface.co", "Hugging Face", "HTTP", "r1desk", "DeepSeek-R1"):
+        text = text.replace(known, "")
+    return re.findall(r"[A-Za-z]{2,}", text)
+
+
+def worded_in_both(exc: BaseException, *names: str) -> tuple[str, str]:
+    """The app's message for an engine error in English and in Chinese; the Chinese one has no English."""
+    from r1desk.app.errors import user_message
+
+    english = user_message(exc)
+    i18n.install("zh_CN")
+    try:
+        chinese = user_message(exc)
+    finally:
+        i18n.install("en")
+    assert exc.facts.get("code"), exc
+    assert has_chinese(chinese) and not english_left(chinese, *names), chinese
+    assert not has_chinese(english) and str(exc) not in english, english
+    return english, chinese
+
+
+def test_database_failures_are_worded_whole_in_both_languages(qtbot, tmp_path):
+    """A real damaged file, a read-only one, one in use, a full one, one from a newer r1desk."""
+    import sqlite3
+
+    from r1desk.app.main import startup_failure
+    from r1desk.engine.chat.history import History
+    from r1desk.engine.db import database as storage
+    from r1desk.engine.errors import DatabaseError, DiskFull
+
+    p = tmp_path / "r1.db"
+    history = History(storage.open_db(p))
+    for i in range(20):
+        history.add_message(history.create_conversation(title=f"chat {i}"), "user", "hello " * 500)
+    history.db.close()
+    caught = {}
+
+    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    with pytest.raises(DatabaseError) as info:
+        storage.set_setting(storage.Database(conn, p), "k", 1)
+    conn.close()
+    caught["read-only"] = info.value
+    db = storage.open_db(p)
+    other = sqlite3.connect(p, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    db.execute("PRAGMA busy_timeout = 50")
+    with pytest.raises(DatabaseError) as info:
+        storage.set_setting(db, "k", 1)
+    other.execute("ROLLBACK")
+    other.close()
+    caught["locked"] = info.value
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(DiskFull) as info:
+        storage.set_setting(db, "big", "x" * 200_000)
+    caught["full"] = info.value
+    db.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_future', 0)")
+    db.close()
+    with pytest.raises(DatabaseError) as info:
+        storage.open_db(p)
+    caught["newer"] = info.value
+
+    english = {kind: worded_in_both(exc, str(p))[0] for kind, exc in caught.items()}
+    assert english["read-only"] == (f"The chat history database {p} is read-only: conversations can be read, but "
+                                    "changes are not saved. Check the permissions of the file and its folder.")
+    assert english["locked"].startswith(f"The chat history database {p} is in use by another program")
+    assert english["full"].startswith(f"The disk that holds {p} is full, so the last change was not saved.")
+    assert english["newer"] == (f"The chat history database {p} was written by a newer version of r1desk: "
+                                "update r1desk to open it.")
+
+    # A damaged database where the app keeps its own: the window cannot open, and says why.
+    from r1desk.app.main import application, build_window
+    from r1desk.engine import paths
+
+    own = paths.database_path()
+    history = History(storage.open_db(own))
+    for i in range(20):
+        history.add_message(history.create_conversation(title=f"chat {i}"), "user", "hello " * 500)
+    history.db.close()
+    data = bytearray(own.read_bytes())
+    data[2 * 4096:] = b"Z" * (len(data) - 2 * 4096)
+    own.write_bytes(bytes(data))
+    storage._checked.clear()
+    application()
+
+    with pytest.raises(DatabaseError) as info:
+        build_window()
+    assert worded_in_both(info.value, str(own))[0].startswith(f"The chat history database {own} is damaged.")
+    box = startup_failure(info.value)
+    assert box.text().startswith(f"The chat history database {own} is damaged. Restore it from a backup")
+    assert "malformed" not in box.text()
+
+
+@pytest.mark.slow
+def test_hub_refusals_are_worded_whole_in_both_languages(make_window, qtbot, fake_hub, tiny_r1):  # noqa: F811
+    """The loopback hub answers 401 (gated, or no such repo), 404, 429 and 500, as the real one does."""
+    from r1desk.app.modelpicker import DownloadJob
+    from r1desk.engine.models.download import set_hub_endpoint, set_hub_token
+
+    window = make_window()
+    db = window.history.db
+    server = fake_hub.endpoint
+    set_hub_endpoint(server, db=db)
+    fake_hub.add_repo("org/gated-GGUF", {"gated-Q8_0.gguf": tiny_r1}, token="hf_secret")
+    fake_hub.add_repo("org/open-GGUF", {"open-Q8_0.gguf": tiny_r1})
+
+    def failure(repo, filename=None):
+        job = DownloadJob(repo, filename, repo)
+        with qtbot.waitSignal(job.failed, timeout=60_000):
+            job.start()
+        return job.exc
+
+    gated = failure("org/gated-GGUF")
+    english, _ = worded_in_both(gated, "org/gated-GGUF", server)
+    assert english == ("org/gated-GGUF is gated: accept the model's terms on its page on the hub, then enter your "
+                       "access token in Settings › Downloads.")
+    set_hub_token("hf_wrong", db=db)
+    english, _ = worded_in_both(failure("org/gated-GGUF"), "org/gated-GGUF", server)
+    assert "the access token in Settings › Downloads does not give access to it" in english
+    set_hub_token(None, db=db)
+    english, _ = worded_in_both(failure("org/nothing-GGUF"), "org/nothing-GGUF", server)
+    assert english.startswith(f"There is no model org/nothing-GGUF on {server}, or it is private")
+
+    fake_hub.fault("org/open-GGUF", "open-Q8_0.gguf", status=404, times=None)
+    english, _ = worded_in_both(failure("org/open-GGUF"), "org/open-GGUF", "open-Q8_0.gguf", server)
+    assert english.startswith(f"org/open-GGUF on {server} has no file open-Q8_0.gguf")
+    fake_hub.clear_faults()
+    # The hub's own rate-limit header; a reset of 0 s keeps the client's retries short.
+    fake_hub.fault("org/open-GGUF", "open-Q8_0.gguf", status=429, times=None,
+                   headers={"RateLimit": '"api";r=0;t=0', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
+    limited = failure("org/open-GGUF")
+    english, _ = worded_in_both(limited, server)
+    assert english == f"{server} is limiting how often it is asked (HTTP 429). Try again in a few minutes."
+    waiting = type(limited)("x", facts={**limited.facts, "wait": 55})
+    assert worded_in_both(waiting, server)[0].endswith("Try again in 55 seconds.")
+    fake_hub.clear_faults()
+    fake_hub.fault("org/open-GGUF", "open-Q8_0.gguf", status=500, times=None, headers={"Retry-After": "0"})
+    english, chinese = worded_in_both(failure("org/open-GGUF"), server)
+    assert english == (f"The download server {server} is not working right now (HTTP 500). Try again later, or "
+                       "clear the server in Settings › Downloads to use huggingface.co.")
+    assert "500" in chinese
+
+
+# Like the templates of models that accept no system prompt (Gemma, early Mistral).
+NO_SYSTEM_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.mark.slow
+def test_a_template_that_refuses_the_system_prompt_says_so_in_both_languages(make_window, qtbot, tmp_path, tiny_r1):
+    from r1desk.engine.errors import TemplateError
+    from r1desk.engine.inference.templates import ChatTemplate
+
+    from tests.support.models import rewrite_gguf
+
+    metadata = {"tokenizer.chat_template": NO_SYSTEM_TEMPLATE, "general.name": "no-system test model"}
+    [model] = rewrite_gguf(tiny_r1, tmp_path / "no-system.gguf", metadata=metadata)
+    window = make_window(**{"chat.temperature": 0.0, "chat.n_ctx": 512, "chat.max_tokens": 8,
+                            "chat.system_prompt": "Be brief."})
+    load(qtbot, window, model)
+    assert not window.chat.loaded.is_r1  # so the system prompt goes to the template as it is
+    reply = send(qtbot, window, "hi")
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+    shown = reply.widget.error
+    assert shown.startswith("The model's chat template refused this conversation. Some models accept no system "
+                            "prompt"), shown
+    assert "Settings › Chat" in shown and "System role not supported" not in shown
+    i18n.install("zh_CN")
+    try:
+        assert has_chinese(reply.widget.error) and not english_left(reply.widget.error), reply.widget.error
+    finally:
+        i18n.install("en")
+    # The other ways a template fails, raised for real.
+    for source, messages in [
+        ("{{ ().__class__.__base__.__subclasses__() }}", []),  # reaching Python internals
+        ("{{ messages[5]['content'] }}", []),  # a template's own bug
+        ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", []),  # an endless prompt
+    ]:
+        with pytest.raises(TemplateError) as info:
+            ChatTemplate(source).render(messages)
+        worded_in_both(info.value)

@@ -16,8 +16,9 @@ HTTP. Errors carry the hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFo
 ``EntryNotFound``, ``GatedRepo``) so huggingface_hub raises its usual exceptions.
 
 Faults, per file: cut the connection after a fraction of the file, serve wrong bytes of the right
-size, throttle, or answer with an HTTP status. Every request is logged with the body bytes sent,
-so tests can measure how much was fetched again after a resume.
+size, throttle, or answer with an HTTP status (and headers, such as the hub's ``RateLimit``).
+Every request is logged with the body bytes sent, so tests can measure how much was fetched
+again after a resume.
 
 Usage::
 
@@ -106,6 +107,7 @@ class Fault:
     corrupt: bool = False  # serve wrong bytes of the right size
     throttle: float | None = None  # bytes per second
     status: int | None = None  # answer resolve requests for the file with this HTTP status
+    headers: dict[str, str] = field(default_factory=dict)  # sent with that status (RateLimit, Retry-After)
     times: int | None = 1
 
 
@@ -218,7 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{name} does not exist", entry, method, commit)
         fault = hub._take_fault(repo.repo_id, name, lambda flt: flt.status is not None)
         if fault is not None:
-            return self._send(fault.status or 500, {"Content-Type": "text/plain"}, b"fault", entry, method)
+            return self._send(fault.status or 500, {"Content-Type": "text/plain", **fault.headers}, b"fault", entry,
+                              method)
         if f.lfs and hub.cdn_redirect:
             location = f"{hub.cdn_endpoint}/cdn/{f.sha256}?X-Amz-Signature=fake&name={m['file']}"
             return self._send(302, {
