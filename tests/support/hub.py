@@ -154,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub._log(entry)
         try:
             if self.role == "cdn":
-                self._cdn(method, url.path, entry)
+                self._cdn(method, url.path, parse_qs(url.query), entry)
             else:
                 self._hub(method, url.path, parse_qs(url.query), entry)
         except (BrokenPipeError, ConnectionResetError):
@@ -223,7 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(fault.status or 500, {"Content-Type": "text/plain", **fault.headers}, b"fault", entry,
                               method)
         if f.lfs and hub.cdn_redirect:
-            location = f"{hub.cdn_endpoint}/cdn/{f.sha256}?X-Amz-Signature=fake&name={m['file']}"
+            # The repo rides along, as in a signed CDN address: several repos may hold the same bytes.
+            location = (f"{hub.cdn_endpoint}/cdn/{f.sha256}?X-Amz-Signature=fake&repo={m['repo']}"
+                        f"&name={m['file']}")
             return self._send(302, {
                 "Location": location, **commit, "ETag": f'"{f.oid}"', "X-Linked-Etag": f'"{f.sha256}"',
                 "X-Linked-Size": str(f.size), "Accept-Ranges": "bytes",
@@ -242,9 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(401, "GatedRepo", "Access to this model is restricted", entry, method)
 
     # -- the CDN origin ------------------------------------------------------------------
-    def _cdn(self, method: str, path: str, entry: Logged) -> None:
+    def _cdn(self, method: str, path: str, query: dict, entry: Logged) -> None:
         m = re.fullmatch(r"/cdn/(?P<sha>[0-9a-f]{64})", path)
-        found = self.hub._by_sha(m["sha"]) if m else None
+        found = self.hub._by_sha(m["sha"], query.get("repo", [None])[0]) if m else None
         if found is None:
             return self._send(404, {"Content-Type": "text/plain"}, b"no such object", entry, method)
         repo_id, f = found
@@ -435,8 +437,10 @@ class FakeHub:
             self.log.clear()
 
     # -- JSON payloads -------------------------------------------------------------------
-    def _by_sha(self, sha: str) -> tuple[str, HubFile] | None:
-        for repo in self.repos.values():
+    def _by_sha(self, sha: str, repo_id: str | None = None) -> tuple[str, HubFile] | None:
+        """The file with these bytes, in the named repo when it has them (faults are per repo)."""
+        repos = sorted(self.repos.values(), key=lambda r: r.repo_id != repo_id)
+        for repo in repos:
             for f in repo.files.values():
                 if f.sha256 == sha:
                     return repo.repo_id, f
