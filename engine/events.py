@@ -82,11 +82,16 @@ class Loading:
 
 @dataclass
 class PromptRead:
-    """The prompt is being read: ``tokens`` in all, ``cached`` of them already in the KV cache."""
+    """The prompt is being read: ``tokens`` in all, ``cached`` of them already in the KV cache.
+
+    ``reused_from`` says where the cached ones came from: "context" (the model had just answered
+    this conversation), "memory" or "disk" (its saved state was restored).
+    """
 
     tokens: int
     cached: int = 0
     dropped_turns: int = 0
+    reused_from: str | None = None
 
 
 @dataclass
@@ -130,7 +135,9 @@ class Stats:
     finish_reason: str = "stop"  # stop | length | cancelled | budget-then-stop ...
     n_ctx: int = 0
     context_used: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache, not read again
+    prompt_tokens_read: int = 0  # prompt tokens read for this reply
+    reused_from: str | None = None  # "context", "memory" or "disk" (see PromptRead)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

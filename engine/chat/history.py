@@ -8,13 +8,14 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 import sqlite_utils
 
 from r1desk.engine.db.database import open_db, transaction
 from r1desk.engine.errors import NotFound, R1deskError
+from r1desk.engine.inference.snapshots import SnapshotStore, session_key
 
 STATS_COLUMNS = (
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "ttft_ms", "tokens_per_second",
@@ -82,7 +83,23 @@ class History:
 
     def __init__(self, db: sqlite_utils.Database | None = None):
         self.db = db if db is not None else open_db()
+        # Told the session key of each conversation deleted, so its saved KV state goes too.
+        self.forgotten: list[Callable[[str], None]] = [SnapshotStore().forget]
         self.recover_interrupted()
+
+    def session_key(self, conversation_id: int) -> str:
+        """The conversation's name for its saved KV state: unique to this database and this
+        conversation, even if a later one gets the same id."""
+        row = self._conversation_row(conversation_id, include_deleted=True)
+        return session_key(getattr(self.db, "path", ""), conversation_id, repr(row["created_at"]))
+
+    def _forget(self, keys: list[str]) -> None:
+        for key in keys:
+            for hook in self.forgotten:
+                try:
+                    hook(key)
+                except Exception:  # noqa: BLE001 - the conversation is deleted; its cache is a detail
+                    pass
 
     # Conversations -----------------------------------------------------------------------
     def create_conversation(self, title: str = "", model: str | None = None,
@@ -146,12 +163,15 @@ class History:
 
     def delete(self, conversation_id: int, *, permanent: bool = False) -> None:
         """Move to the bin (``restore`` undoes it, ``purge_deleted`` empties it), or delete now."""
+        key = None
         with transaction(self.db):
             self._conversation_row(conversation_id, include_deleted=permanent)
+            key = self.session_key(conversation_id)
             if permanent:
                 self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
             else:
                 self.db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", [time.time(), conversation_id])
+        self._forget([key])
 
     def restore(self, conversation_id: int) -> None:
         with transaction(self.db):
@@ -159,11 +179,14 @@ class History:
             self.db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", [conversation_id])
 
     def purge_deleted(self, older_than: float = 0.0) -> int:
+        cutoff = time.time() - older_than
         with transaction(self.db):
+            ids = [r["id"] for r in self.db.query(
+                "SELECT id FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?", [cutoff])]
+            keys = [self.session_key(i) for i in ids]
             cur = self.db.execute(
-                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
-                [time.time() - older_than],
-            )
+                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?", [cutoff])
+        self._forget(keys)
         return cur.rowcount
 
     # Messages ----------------------------------------------------------------------------

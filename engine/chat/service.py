@@ -29,6 +29,7 @@ from r1desk.engine.events import (
     Stats,
 )
 from r1desk.engine.inference.host import LoadOptions, ModelHost, ModelInfo
+from r1desk.engine.inference.snapshots import DEFAULT_DISK_BUDGET, SnapshotStore
 
 SAVE_INTERVAL_SECONDS = 0.5
 
@@ -171,7 +172,40 @@ class ChatService:
 
     def __init__(self, history: History | None = None, host: ModelHost | None = None):
         self.history = history if history is not None else History()
-        self.host = host if host is not None else ModelHost()
+        if host is None:
+            host = ModelHost(snapshots=SnapshotStore(budget=self.snapshot_budget()))
+        self.host = host
+        self.history.forgotten.append(host.forget)
+
+    # Saved conversation state -------------------------------------------------------------
+    def snapshot_budget(self) -> int:
+        """Disk space conversations' saved KV state may take (the setting ``cache.kv_disk_bytes``)."""
+        from r1desk.engine.db.database import get_setting
+
+        return int(get_setting(self.history.db, "cache.kv_disk_bytes", DEFAULT_DISK_BUDGET))
+
+    def set_snapshot_budget(self, nbytes: int) -> None:
+        """Change the disk budget (0 turns saving off); the oldest snapshots over it go at once."""
+        from r1desk.engine.db.database import set_setting
+
+        if nbytes < 0:
+            raise R1deskError("the space for saved conversation state must be 0 or more bytes")
+        set_setting(self.history.db, "cache.kv_disk_bytes", int(nbytes))
+        self.host.set_snapshots(SnapshotStore(self._snapshot_folder(), int(nbytes)))
+
+    def snapshot_usage(self) -> tuple[int, int]:
+        """(bytes, conversations) of saved KV state on disk."""
+        store = self.host.snapshots
+        return store.usage() if store is not None else (0, 0)
+
+    def clear_snapshots(self) -> int:
+        """Delete all saved KV state on disk (the model's memory keeps what it holds); bytes freed."""
+        store = self.host.snapshots
+        return store.clear() if store is not None else 0
+
+    def _snapshot_folder(self):
+        store = self.host.snapshots
+        return store.folder if store is not None else None
 
     # Model --------------------------------------------------------------------------------
     def load_model(self, model: str | Path, options: LoadOptions | None = None, *,
@@ -305,7 +339,8 @@ class ChatService:
         first_token: float | None = None
         reloaded = False
         # R1 distills whose template does not open the reasoning get "<think>\n" to start with.
-        stream = self.host.chat(messages, dict(resolved, open_thinking=model.is_r1), cancel=token)
+        stream = self.host.chat(messages, dict(resolved, open_thinking=model.is_r1), cancel=token,
+                                session=self.history.session_key(conversation_id))
         try:
             for event in stream:
                 kind = event[0]
@@ -317,7 +352,7 @@ class ChatService:
                     yield Loading(event[1], model.name, event[2])
                     continue
                 if kind == "rendered":
-                    yield PromptRead(event[1], event[3], event[2])
+                    yield PromptRead(event[1], event[3], event[2], event[4] if len(event) > 4 else None)
                     continue
                 if kind == "prompt":
                     yield PromptProgress(event[1], event[2])

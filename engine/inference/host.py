@@ -45,6 +45,7 @@ from r1desk.engine.errors import (
 )
 from r1desk.engine.events import CancelToken
 from r1desk.engine.gguf.header import GGUFInfo, check_model
+from r1desk.engine.inference.snapshots import DEFAULT_RAM_BUDGET, SnapshotStore
 from r1desk.engine.processes import child_command, lifeline
 
 CANCEL_GRACE_SECONDS = 2.0  # a host that has not stopped by then is killed and restarted
@@ -62,7 +63,7 @@ class LoadOptions:
     flash_attn: bool = False
     kv_type: str = "f16"
     use_mmap: bool = True
-    n_batch: int = 512
+    n_batch: int | None = None  # None: llama.cpp's default for where the weights sit (512 CPU, 2048 GPU)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ModelInfo:
     options: dict[str, Any] = field(default_factory=dict)
     file_size: int = 0
     internal_name: str = ""  # general.name inside the file; ``name`` is what the user sees
+    snapshot_ram_budget: int = 0  # RAM the model process may keep recent conversations' state in
 
     @property
     def is_r1(self) -> bool:
@@ -172,7 +174,7 @@ def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
         "flash_attn": bool(options.flash_attn),
         "kv_type": options.kv_type,
         "use_mmap": bool(options.use_mmap),
-        "n_batch": int(options.n_batch),
+        "n_batch": int(options.n_batch) if options.n_batch else None,
     }
 
 
@@ -276,9 +278,10 @@ class _Job:
 
 class _Chat(_Job):
     def __init__(self, messages: list[dict[str, Any]], params: dict[str, Any],
-                 template_vars: dict[str, Any], token: CancelToken | None):
+                 template_vars: dict[str, Any], token: CancelToken | None, session: str | None = None):
         super().__init__(token)
         self.messages, self.params, self.template_vars = messages, params, template_vars
+        self.session = session
 
     def run(self, core: "_Core") -> None:
         if self.token.cancelled:
@@ -317,8 +320,8 @@ class Generation:
     """One caller's chat request: an iterator of raw events with its own ``cancel()``.
 
     Events: ("queued", position) while waiting its turn, ("loading", reason, detail) when the
-    model must be reloaded first, ("rendered", n, dropped, cached), ("r", text), ("c", text),
-    then ("done", stats). Errors are raised as R1deskError. Any thread may read it (one at a
+    model must be reloaded first, ("rendered", n, dropped, cached, reused_from), ("prompt",
+    done, total) while a long prompt is read, ("r", text), ("c", text), then ("done", stats). Errors are raised as R1deskError. Any thread may read it (one at a
     time) and any thread may cancel or close it; dropping it unread cancels it too.
     """
 
@@ -393,6 +396,8 @@ class _Core:
         self.cv = threading.Condition()
         self.closed = False
         self.thread: threading.Thread | None = None
+        self.snapshots: SnapshotStore | None = None
+        self.snapshot_ram_budget = DEFAULT_RAM_BUDGET
 
     # The queue ----------------------------------------------------------------------------
     def submit(self, job: _Job) -> None:
@@ -521,7 +526,11 @@ class _Core:
     def load(self, path: str, options: LoadOptions, resolved: dict[str, Any]) -> ModelInfo:
         self.stop()  # a fresh process per model: memory is returned in full
         self.spawn()
-        self.proc.conn.send({"op": "load", "path": path, "options": resolved})
+        store = self.snapshots
+        snaps = {"ram_budget": self.snapshot_ram_budget,
+                 "dir": str(store.folder) if store is not None else None,
+                 "disk_budget": store.budget if store is not None else 0}
+        self.proc.conn.send({"op": "load", "path": path, "options": dict(resolved, snapshots=snaps)})
         try:
             reply = self.recv()
         except HostCrashed as exc:
@@ -537,6 +546,7 @@ class _Core:
             chat_template_sha256=data["chat_template_sha256"], n_gpu_layers=data["n_gpu_layers"],
             load_seconds=data["load_seconds"], sampling=data["sampling"], warnings=data["warnings"],
             options=resolved, file_size=Path(path).stat().st_size, internal_name=data["name"],
+            snapshot_ram_budget=data.get("snapshot_ram_budget", 0),
         )
         self.load_args = (path, options)
         self.reload_reason = None
@@ -562,6 +572,10 @@ class _Core:
         path, options = self.load_args
         self.load(path, options, resolve_options(check_model(path), options))
 
+    def forget(self, session: str) -> None:
+        if self.alive:
+            self.proc.conn.send({"op": "forget", "session": session})
+
     def count(self, messages: list[dict[str, Any]]) -> int:
         self.ensure_loaded()
         self.proc.conn.send({"op": "count", "messages": messages})
@@ -573,7 +587,7 @@ class _Core:
     def stream(self, job: _Chat) -> None:
         """Send one chat request to the model process and pass its events to the job."""
         self.proc.conn.send({"op": "chat", "messages": job.messages, "params": job.params,
-                             "template_vars": job.template_vars})
+                             "template_vars": job.template_vars, "session": job.session})
         rendered = False
         started = time.monotonic()
         token = job.token
@@ -608,10 +622,25 @@ class _Core:
 class ModelHost:
     """Owns the model process. Thread-safe: requests run one at a time, in the order they came."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshots: SnapshotStore | None = None, snapshot_ram_budget: int = DEFAULT_RAM_BUDGET) -> None:
+        """``snapshots``: where conversations' KV state is saved across restarts (None: not saved);
+        ``snapshot_ram_budget``: the most RAM recent conversations' state may take (also bounded
+        by what the model's memory plan leaves free). Both apply from the next load."""
         self._core = _Core()
+        self._core.snapshots = snapshots
+        self._core.snapshot_ram_budget = int(snapshot_ram_budget)
         # The process ends with this object, even if nobody calls close().
         self._finalizer = weakref.finalize(self, self._core.close, 2.0)
+
+    @property
+    def snapshots(self) -> SnapshotStore | None:
+        return self._core.snapshots
+
+    def set_snapshots(self, store: SnapshotStore | None, ram_budget: int | None = None) -> None:
+        """Change where and how much state is saved; applies from the next load."""
+        self._core.snapshots = store
+        if ram_budget is not None:
+            self._core.snapshot_ram_budget = int(ram_budget)
 
     # Process ------------------------------------------------------------------------------
     @property
@@ -659,6 +688,16 @@ class ModelHost:
     def unload(self) -> None:
         self._call(lambda core: core.unload())
 
+    def forget(self, session: str) -> None:
+        """Drop a conversation's saved state, in the model process and on disk (after any reply
+        in flight); returns at once."""
+        if self._core.snapshots is not None:
+            self._core.snapshots.forget(session)
+        try:
+            self._core.submit(_Call(lambda core: core.forget(session)))
+        except ModelLoadFailed:  # closed: nothing in memory to drop
+            pass
+
     def close(self) -> None:
         """Stop the model process; waiting requests fail, the running one is cancelled."""
         self._finalizer()
@@ -668,12 +707,14 @@ class ModelHost:
         return self._call(lambda core: core.count(messages))
 
     def chat(self, messages: list[dict[str, Any]], params: dict[str, Any],
-             template_vars: dict[str, Any] | None = None, *, cancel: CancelToken | None = None) -> Generation:
+             template_vars: dict[str, Any] | None = None, *, cancel: CancelToken | None = None,
+             session: str | None = None) -> Generation:
         """Queue a chat request and return its stream at once (see ``Generation``).
 
         ``cancel`` is the caller's token, if it made one before this call: a cancel made on it
-        earlier still stops this request.
+        earlier still stops this request. ``session`` names the conversation (see
+        ``snapshots.session_key``): its KV state is kept and restored when the conversation comes back.
         """
-        job = _Chat(messages, params, template_vars or {}, cancel)
+        job = _Chat(messages, params, template_vars or {}, cancel, session)
         self._core.submit(job)
         return Generation(self._core, job)

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import os
 import random
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 from r1desk.engine.errors import ContextOverflow, ModelLoadFailed, R1deskError
 from r1desk.engine.inference.reasoning import ThinkSplitter
+from r1desk.engine.inference.snapshots import RamSnapshots, Snapshot, SnapshotStore
 from r1desk.engine.inference.templates import CHATML, ChatTemplate
 
 OPEN_THINKING = "<think>\n"
 CLOSE_THINKING = "\n</think>\n\n"
 SLOW_TOKEN_SECONDS = 0.05  # above this per token, keep the abort check on during decoding too
 PROMPT_PROGRESS_SECONDS = 0.25  # at most this often, a ("prompt", done, total) while a long prompt is read
+# Reply text goes to the parent at most this often (the first piece at once): a token per message
+# would wake the app for every token, taking CPU time from the model on a machine with few cores.
+OUTBOX_SECONDS = 0.04
+MIN_RESTORE_TOKENS = 16  # a saved state is restored only when it spares reading at least this many
+DISK_READ_BYTES_PER_SECOND = 300e6  # a cautious figure for reading a snapshot back
+DECODE_BATCH = 64  # tokens read at once while generating (a token, or the closing of the thinking)
 
 
 class Runner:
@@ -38,9 +47,20 @@ class Runner:
         self._eog: dict[int, bool] = {}
         self._abort_cb = None
         self._quiet_log = None  # kept referenced: llama.cpp calls it for every log line
-        # The last prompt + reply as text and as the tokens the model really saw; see _tokenize_prompt.
+        # The last prompt + reply as text and as the tokens the model really saw, and the points
+        # (characters, tokens) where the two line up; see _tokenize_prompt.
         self._last_text = ""
         self._last_tokens: list[int] = []
+        self._marks: list[tuple[int, int]] = []
+        self._used_mark: tuple[int, int] | None = None
+        # Conversations' saved KV state (see engine.inference.snapshots).
+        self._session: str | None = None  # whose state the cache holds now
+        self._identity: dict[str, Any] = {}
+        self._ram = RamSnapshots(0)
+        self._store: SnapshotStore | None = None
+        self._writer: _Writer | None = None
+        self._read_rate: float | None = None  # prompt tokens per second, as last measured
+        self._batch = None
 
     # Loading ------------------------------------------------------------------------------
     def load(self, path: str, opts: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +93,8 @@ class Runner:
                 use_mmap=bool(opts.get("use_mmap", True)),
                 # Context Params
                 n_ctx=int(opts["n_ctx"]),
-                n_batch=int(opts.get("n_batch", 512)),
-                n_ubatch=int(opts.get("n_batch", 512)),
+                n_batch=int(opts["n_batch"]),
+                n_ubatch=int(opts["n_ubatch"]),
                 n_threads=int(opts["n_threads"]),
                 n_threads_batch=int(opts.get("n_threads_batch") or opts["n_threads"]),
                 flash_attn=bool(opts.get("flash_attn", False)),
@@ -87,7 +107,8 @@ class Runner:
         llm = self.llm
         self._pieces.clear()
         self._eog.clear()
-        self._last_text, self._last_tokens = "", []
+        self._forget_context()
+        self._batch = llama_cpp.llama_batch_init(DECODE_BATCH, 0, 1)
         # llama.cpp may round the context up; the bindings' buffers keep the requested size.
         self.n_ctx = min(llm.n_ctx(), len(llm.input_ids))
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
@@ -118,13 +139,33 @@ class Runner:
             "n_gpu_layers": int(opts.get("n_gpu_layers", 0)),
             "load_seconds": time.perf_counter() - t0,
             "warnings": warnings,
+            "snapshot_ram_budget": opts["snapshot_ram_budget"],
         }
+        st = os.stat(path)
+        # What a saved state depends on: the weights, the KV layout, the template, llama.cpp's build.
+        self._identity = {"model": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "kv_type": str(opts.get("kv_type") or "f16").lower(),
+                          "flash_attn": bool(opts.get("flash_attn")), "template": self.template.sha256,
+                          "llama_cpp": getattr(llama_cpp, "__version__", "")}
+        self._ram = RamSnapshots(opts["snapshot_ram_budget"])
+        snaps = opts.get("snapshots") or {}
+        self._store = SnapshotStore(snaps["dir"], snaps.get("disk_budget", 0)) if snaps.get("dir") else None
+        self._writer = _Writer(self._store) if self._store is not None and self._store.budget > 0 else None
         return self.info
 
     def unload(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer = None
+        if self._batch is not None:
+            import llama_cpp
+
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+        self._ram = RamSnapshots(0)
 
     # Tokens -------------------------------------------------------------------------------
     def _piece(self, token: int) -> bytes:
@@ -145,12 +186,125 @@ class Runner:
         """Tokens for a rendered prompt, re-using the tokens of the previous turn where they fit.
 
         Re-tokenising a reply often gives other tokens than the model generated (BPE merges
-        differ), which would make llama.cpp re-evaluate the whole reply on the next turn. When
-        the new prompt starts with the previous prompt and reply, keep the tokens as generated.
+        differ), which would make llama.cpp read the whole reply again on the next turn. Where
+        the new prompt starts with the text up to a point where text and tokens line up (the end
+        of the last prompt, the end of the reply), the tokens up to there are kept as they were.
         """
-        if self._last_text and prompt.startswith(self._last_text):
-            return self._last_tokens + self._tokenize(prompt[len(self._last_text):])
+        last = self._last_text
+        for chars, n in reversed(self._marks):
+            if chars and prompt[:chars] == last[:chars]:
+                self._used_mark = (chars, n)
+                return self._last_tokens[:n] + self._tokenize(prompt[chars:])
+        self._used_mark = None
         return self._tokenize(prompt)
+
+    def _remember(self, text: str, seen: list[int], *, prompt_marks: tuple[int, int]) -> None:
+        """What the cache holds now, as text and tokens, for the next turn's _tokenize_prompt."""
+        used = self._used_mark
+        marks = [m for m in self._marks if used is not None and m[0] <= used[0]]
+        marks += [prompt_marks, (len(text), len(seen))]
+        self._marks = sorted(set(marks))
+        self._last_text, self._last_tokens = text, seen
+
+    def _forget_context(self) -> None:
+        if self.llm is not None:
+            self.llm.reset()
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._last_text, self._last_tokens, self._marks, self._used_mark = "", [], [], None
+        self._session = None
+
+    # Saved state ----------------------------------------------------------------------------
+    def _prepare(self, session: str | None, messages: list[dict[str, Any]], reserve: int,
+                 variables: dict[str, Any]) -> tuple[str, list[int], int, str | None]:
+        """The prompt and its tokens, with the cache holding as much of them as can be had.
+
+        The cache holds the conversation answered last; going back to another one restores its
+        saved state (from RAM, else disk) when that spares reading enough of the prompt. Returns
+        (prompt, tokens, dropped turns, where the reused tokens came from: "context", "memory",
+        "disk").
+        """
+        llm = self.llm
+        if session and session != self._session:
+            snap, source = self._ram.get(session), "memory"
+            if snap is None and self._store is not None and self._disk_worth_it(session):
+                snap, source = self._store.load(session, self._identity), "disk"
+            if snap is not None and snap.kv_tokens < self.n_ctx:
+                current = (self._last_text, self._last_tokens, self._marks)
+                self._last_text, self._last_tokens, self._marks = snap.text, snap.tokens, snap.marks
+                prompt, tokens, dropped = self._fit(messages, reserve, variables)
+                gain = _common_prefix(snap.tokens[:snap.kv_tokens], tokens)
+                have = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens) if llm.n_tokens else 0
+                if gain - have >= MIN_RESTORE_TOKENS and self._restore(snap):
+                    self._session = session
+                    return prompt, tokens, dropped, source
+                self._last_text, self._last_tokens, self._marks = current
+        prompt, tokens, dropped = self._fit(messages, reserve, variables)
+        if session:
+            self._session = session
+        return prompt, tokens, dropped, "context"
+
+    def _disk_worth_it(self, session: str) -> bool:
+        """Reading the snapshot back is quicker than reading its tokens again (as last measured)."""
+        try:
+            size = self._store.path(session).stat().st_size
+        except (OSError, ValueError):
+            return False
+        if self._read_rate is None:
+            return True
+        return size / DISK_READ_BYTES_PER_SECOND < (size / self._bytes_per_token()) / self._read_rate
+
+    def _bytes_per_token(self) -> float:
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        n = self.llm.n_tokens
+        if n <= 0:
+            return 1.0
+        return max(1.0, llama_cpp.llama_state_seq_get_size(ctx, 0) / n)
+
+    def _restore(self, snap: Snapshot) -> bool:
+        import llama_cpp
+
+        llm = self.llm
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        src = ctypes.cast(ctypes.c_char_p(snap.state), ctypes.POINTER(ctypes.c_uint8))
+        if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, src, len(snap.state), 0):
+            self._forget_context()
+            return False
+        k = snap.kv_tokens
+        llm.input_ids[:k] = snap.tokens[:k]
+        llm.n_tokens = k
+        return True
+
+    def _snapshot(self, session: str) -> None:
+        """Keep the cache's state for this conversation, in RAM and (written in the background) on disk."""
+        import llama_cpp
+
+        llm = self.llm
+        k = llm.n_tokens
+        if k <= 0 or (self._ram.budget <= 0 and self._writer is None):
+            return
+        ctx = llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_state_seq_get_data(ctx, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), size, 0)
+        if not n:
+            return
+        tokens = self._last_tokens if self._last_tokens[:k] == llm.input_ids[:k].tolist() else llm.input_ids[:k].tolist()
+        text, marks = (self._last_text, self._marks) if tokens is self._last_tokens else ("", [])
+        snap = Snapshot(identity=self._identity, text=text, tokens=list(tokens), kv_tokens=k,
+                        state=buf.raw[:n], marks=list(marks))
+        self._ram.put(session, snap)
+        if self._writer is not None:
+            self._writer.submit(session, snap)
+
+    def forget(self, session: str) -> None:
+        self._ram.forget(session)
+        if self._writer is not None:
+            self._writer.forget(session)
+        if self._store is not None:
+            self._store.forget(session)
 
     def _is_eog(self, token: int) -> bool:
         eog = self._eog.get(token)
@@ -213,7 +367,8 @@ class Runner:
         n_ctx = self.n_ctx
         reserve = min(max_tokens or 1024, n_ctx // 4)
         variables = dict(req.get("template_vars") or {})
-        prompt, tokens, dropped = self._fit(req["messages"], reserve, variables)
+        session = req.get("session")
+        prompt, tokens, dropped, reused_from = self._prepare(session, req["messages"], reserve, variables)
         opened = prompt.rstrip().endswith("<think>")
         if p.get("open_thinking") and not opened and budget != 0:
             # DeepSeek's advice for R1: start the reply with "<think>\n", or it may skip thinking.
@@ -221,22 +376,22 @@ class Runner:
             tokens = tokens + self._tokenize(OPEN_THINKING)
             opened = True
         splitter = ThinkSplitter(in_reasoning=opened, detect_open=self.template.is_reasoning or opened)
-        cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens) if llm.n_tokens else 0
-        send(("rendered", len(tokens), dropped, cached))
+        # What the cache already holds of this prompt; at least the last token is read again,
+        # for the logits the first reply token is sampled from.
+        cached = min(_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens), len(tokens) - 1)
+        send(("rendered", len(tokens), dropped, cached, reused_from))
+        text = prompt  # the text the tokens below spell, for the next turn's re-use
+        seen = list(tokens)  # every token the model has been given or has generated, in order
         if budget == 0 and self.template.is_reasoning:
-            tokens = tokens + self._tokenize(("" if opened else "<think>") + CLOSE_THINKING)
+            closing = ("" if opened else "<think>") + CLOSE_THINKING
+            seen += self._tokenize(closing)
+            text += closing
             splitter.close_reasoning()
 
-        seed = p.get("seed")
-        llm.set_seed(int(seed) if seed is not None else random.randrange(2**31))
-        sample = dict(
-            temp=float(p["temperature"]), top_p=float(p["top_p"]), top_k=int(p["top_k"]),
-            min_p=float(p["min_p"]), repeat_penalty=float(p["repeat_penalty"]),
-        )
+        sampler = _Sampler(self.llm, p, seen)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        raw_text: list[str] = []
-        spliced = True  # the generated text follows the prompt directly
-        generated: list[int] = []
+        out = _Outbox(send)
+        generated = 0
         n_reasoning = 0
         t_first = t_last = None
         t_think_end = None
@@ -244,101 +399,91 @@ class Runner:
         notes: list[str] = []
         # The context bounds reasoning and answer together; max_tokens counts answer tokens only,
         # so a reasoning model gets room to think (its thinking has its own reasoning_budget).
-        room = n_ctx - len(tokens)
+        room = n_ctx - len(seen)
         answer_limit = int(max_tokens) if max_tokens else None
-        context = tokens
         progress_shown = False
         self._set_abort(True)
         abort_on = True
-
-        def emit(parts: list[tuple[str, str]]) -> None:
-            for kind, text in parts:
-                send(("r" if kind == "reasoning" else "c", text))
-
+        pending: list[int] = []  # given to the model but not yet read into the cache
         try:
-            while True:
-                restart = False
-                progress_shown = self._read_prompt(context, len(tokens), t_start) or progress_shown
-                if self.cancel.is_set():
-                    finish = "cancelled"
+            progress_shown = self._read_prompt(seen, cached, len(tokens), t_start)
+            while not self.cancel.is_set():
+                if pending:
+                    self._decode(pending)
+                    pending = []
+                tok = sampler.sample()
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                    if progress_shown:
+                        send(("prompt", len(tokens), len(tokens)))
+                elif abort_on and generated >= 3 and (now - t_first) / generated < SLOW_TOKEN_SECONDS:
+                    # Fast tokens: the per-token cancel check below is soon enough.
+                    self._set_abort(False)
+                    abort_on = False
+                t_last = now
+                if self._is_eog(tok):
                     break
-                gen = llm.generate(context, reset=True, **sample)
-                try:
-                    for tok in gen:
-                        now = time.perf_counter()
-                        if t_first is None:
-                            t_first = now
-                            if progress_shown:
-                                send(("prompt", len(tokens), len(tokens)))
-                        elif abort_on and len(generated) >= 3:
-                            per_token = (now - t_first) / len(generated)
-                            if per_token < SLOW_TOKEN_SECONDS:
-                                self._set_abort(False)
-                                abort_on = False
-                        t_last = now
-                        if self.cancel.is_set():
-                            finish = "cancelled"
-                            break
-                        if self._is_eog(tok):
-                            break
-                        generated.append(tok)
-                        was_reasoning = splitter.in_reasoning
-                        text = decoder.decode(self._piece(tok))
-                        if text:
-                            raw_text.append(text)
-                            emit(splitter.feed(text))
-                        if was_reasoning:
-                            n_reasoning += 1
-                            if not splitter.in_reasoning and t_think_end is None:
-                                t_think_end = now
-                        if len(generated) >= room:
-                            finish = "length"
-                            notes.append("the context is full")
-                            break
-                        if answer_limit is not None and len(generated) - n_reasoning >= answer_limit:
-                            finish = "length"
-                            notes.append(f"the reply limit of {answer_limit:,} tokens was reached (thinking not "
-                                         "counted); raise it with --max-tokens or Longest reply in Settings, "
-                                         "0 for no limit")
-                            break
-                        if (budget is not None and budget > 0 and splitter.in_reasoning
-                                and n_reasoning >= budget):
-                            # Close the thinking ourselves and let the model answer.
-                            emit(splitter.flush())
-                            splitter.close_reasoning()
-                            t_think_end = now
-                            notes.append(f"reasoning budget of {budget} tokens reached")
-                            context = tokens + generated + self._tokenize(CLOSE_THINKING)
-                            spliced = False
-                            restart = True
-                            break
-                finally:
-                    gen.close()
-                if not restart:
+                generated += 1
+                seen.append(tok)
+                pending.append(tok)
+                was_reasoning = splitter.in_reasoning
+                piece = decoder.decode(self._piece(tok))
+                if piece:
+                    text += piece
+                    out.emit(splitter.feed(piece))
+                if was_reasoning:
+                    n_reasoning += 1
+                    if not splitter.in_reasoning and t_think_end is None:
+                        t_think_end = now
+                if generated >= room:
+                    finish = "length"
+                    notes.append("the context is full")
                     break
+                if answer_limit is not None and generated - n_reasoning >= answer_limit:
+                    finish = "length"
+                    notes.append(f"the reply limit of {answer_limit:,} tokens was reached (thinking not "
+                                 "counted); raise it with --max-tokens or Longest reply in Settings, "
+                                 "0 for no limit")
+                    break
+                if budget is not None and budget > 0 and splitter.in_reasoning and n_reasoning >= budget:
+                    # Close the thinking ourselves and let the model answer.
+                    out.emit(splitter.flush())
+                    splitter.close_reasoning()
+                    t_think_end = now
+                    notes.append(f"reasoning budget of {budget} tokens reached")
+                    closing = self._tokenize(CLOSE_THINKING)
+                    tail = decoder.decode(b"", final=True)
+                    text += tail + CLOSE_THINKING
+                    seen += closing
+                    pending += closing
+                out.flush_if_due(now)
+            else:
+                finish = "cancelled"
         except RuntimeError as exc:
             if self.cancel.is_set():
                 finish = "cancelled"
             else:
+                self._forget_context()
                 raise ModelLoadFailed(f"llama.cpp failed while generating ({exc})") from None
         finally:
+            sampler.close()
             if abort_on:
                 self._set_abort(False)
         tail = decoder.decode(b"", final=True)
         if tail:
-            raw_text.append(tail)
-            emit(splitter.feed(tail))
-        if spliced and budget != 0:
-            self._last_text, self._last_tokens = prompt + "".join(raw_text), tokens + generated
-        else:
-            self._last_text, self._last_tokens = "", []
-        emit(splitter.flush())
+            text += tail
+            out.emit(splitter.feed(tail))
+        out.emit(splitter.flush())
+        out.flush()
+        # The KV cache now holds seen minus what is still pending; text spells all of seen.
+        self._remember(text, seen, prompt_marks=(len(prompt), len(tokens)))
         if splitter.in_reasoning and not splitter.closed and finish == "stop":
             notes.append("the model ended without closing its reasoning")
         if dropped:
             notes.append(f"{dropped} older turn(s) left out to fit the context")
         t_end = time.perf_counter()
-        n = len(generated)
+        n = generated
         stats = {
             "prompt_tokens": len(tokens),
             "completion_tokens": n,
@@ -352,41 +497,63 @@ class Runner:
             "n_ctx": n_ctx,
             "context_used": min(n_ctx, len(tokens) + n),
             "cached_tokens": cached,
+            "prompt_tokens_read": len(tokens) - cached,
+            "reused_from": reused_from if cached else None,
             "notes": notes,
         }
         send(("done", stats))
+        if session:
+            self._snapshot(session)
 
-    def _read_prompt(self, context: list[int], total: int, started: float) -> bool:
-        """Evaluate the new part of a long prompt batch by batch, saying how far it got.
+    def _decode(self, tokens: list[int]) -> None:
+        """Read generated tokens into the cache, one preallocated batch, logits for the last only."""
+        import llama_cpp
 
-        ``Llama.generate()`` would read it in one silent call that only an abort stops. These are
-        the batches it would make (n_batch tokens each from the first uncached one); the last,
-        partial batch is left to generate(), which finds everything before it cached, so the
-        reply comes out the same and the KV prefix stays reusable. Returns whether progress was
-        sent; stops early, leaving a valid cache, when the reply is cancelled.
+        llm = self.llm
+        batch = self._batch
+        n = llm.n_tokens
+        for i, tok in enumerate(tokens):
+            batch.token[i] = tok
+            batch.pos[i] = n + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 0
+        batch.logits[len(tokens) - 1] = 1
+        batch.n_tokens = len(tokens)
+        rc = llama_cpp.llama_decode(llm._ctx.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        llm.input_ids[n:n + len(tokens)] = tokens
+        llm.n_tokens = n + len(tokens)
+
+    def _read_prompt(self, context: list[int], keep: int, total: int, started: float) -> bool:
+        """Read the part of the prompt not yet in the cache, batch by batch, saying how far it got.
+
+        Returns whether progress was sent (the prompt took more than one batch); stops early,
+        leaving a valid cache, when the reply is cancelled.
         """
         llm = self.llm
+        if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.reset()  # a recurrent model cannot drop the tail of its state: read it all
+            keep = 0
+        llm.n_tokens = keep
         n_batch = llm.n_batch
-        keep = _common_prefix(llm._input_ids.tolist(), context) if llm.n_tokens else 0
-        if len(context) - keep <= n_batch:
-            return False  # one batch: generate() reads it as quickly, there is nothing to show
-        if keep < llm.n_tokens:
-            if not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-                llm.reset()  # a recurrent model cannot drop the tail of its state: read it all
-                keep = 0
-            llm.n_tokens = keep
-        end = keep + (len(context) - keep - 1) // n_batch * n_batch
+        many = len(context) - keep > n_batch
         send = self.conn.send
         last = started
-        for start in range(keep, end, n_batch):
+        t0 = time.perf_counter()
+        for start in range(keep, len(context), n_batch):
             if self.cancel.is_set():
                 break
             llm.eval(context[start:start + n_batch])
             now = time.perf_counter()
-            if start == keep or now - last >= PROMPT_PROGRESS_SECONDS:
+            if many and start + n_batch < len(context) and (start == keep or now - last >= PROMPT_PROGRESS_SECONDS):
                 send(("prompt", start + n_batch, total))
                 last = now
-        return True
+        done = llm.n_tokens - keep
+        if done >= 64:
+            self._read_rate = done / max(time.perf_counter() - t0, 1e-6)
+        return many
 
     def count(self, messages: list[dict[str, Any]]) -> int:
         return len(self._tokenize(self.template.render(messages)))
@@ -406,6 +573,8 @@ class Runner:
                     self.chat(req)
                 elif op == "count":
                     self.conn.send(("count", self.count(req["messages"])))
+                elif op == "forget":
+                    self.forget(req["session"])
                 elif op == "ping":
                     self.conn.send(("pong", os.getpid()))
                 elif op == "shutdown":
@@ -427,7 +596,8 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
     """Settle "auto" GPU layers and check the memory estimate before llama.cpp allocates anything.
 
     A context chosen by default shrinks (not below 2048) until the model fits; a context the
-    user asked for is kept, and a load that would not fit is refused with the numbers.
+    user asked for is kept, and a load that would not fit is refused with the numbers. Recent
+    conversations' saved state may use at most half of the RAM the plan leaves free.
     """
     from r1desk.engine.errors import NotEnoughMemory
     from r1desk.engine.gguf.header import read_header
@@ -455,7 +625,134 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
                                      "have": sum(d.budget or 0 for d in short), "n_ctx": n_ctx})
     if n_ctx != int(opts["n_ctx"]):
         notes.append(f"context reduced to {n_ctx} tokens to fit the memory available")
-    return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl)), notes
+    cpu = plan.cpu
+    spare = max(0, (cpu.budget - cpu.total) // 2) if cpu.budget is not None else 0
+    ram_budget = min(int((opts.get("snapshots") or {}).get("ram_budget", 0)), spare)
+    # Unless the user chose: llama.cpp's own defaults, 2048 where the weights sit on a GPU.
+    n_batch = int(opts.get("n_batch") or (2048 if int(ngl) > 0 else 512))
+    return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl), n_batch=n_batch, n_ubatch=min(n_batch, 512),
+                snapshot_ram_budget=ram_budget), notes
+
+
+class _Sampler:
+    """llama.cpp's native sampler chain for one reply, sampling from the last logits of the context.
+
+    The same chain as the bindings' (penalties, top-k, top-p, min-p, temperature, seeded draw;
+    greedy at temperature 0), built once per reply; the repeat penalty sees the last 64 tokens
+    of the prompt too, as in llama.cpp's own tools.
+    """
+
+    def __init__(self, llm, p: dict[str, Any], history: list[int]):
+        import llama_cpp
+
+        self._lib = llama_cpp
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        chain = self.chain = llama_cpp.llama_sampler_chain_init(params)
+        add = functools.partial(llama_cpp.llama_sampler_chain_add, chain)
+        penalty = float(p.get("repeat_penalty", 1.0))
+        if penalty != 1.0:
+            add(llama_cpp.llama_sampler_init_penalties(64, penalty, 0.0, 0.0))
+        temp = float(p["temperature"])
+        seed = p.get("seed")
+        seed = int(seed) if seed is not None else random.randrange(2**31)
+        if temp == 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            if temp > 0:
+                if int(p["top_k"]) > 0:
+                    add(llama_cpp.llama_sampler_init_top_k(int(p["top_k"])))
+                if float(p["top_p"]) < 1.0:
+                    add(llama_cpp.llama_sampler_init_top_p(float(p["top_p"]), 1))
+                if float(p["min_p"]) > 0.0:
+                    add(llama_cpp.llama_sampler_init_min_p(float(p["min_p"]), 1))
+                add(llama_cpp.llama_sampler_init_temp(temp))
+            add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        if penalty != 1.0:
+            for tok in history[-64:]:
+                llama_cpp.llama_sampler_accept(chain, tok)
+        self.sample = functools.partial(llama_cpp.llama_sampler_sample, chain, llm._ctx.ctx, -1)
+
+    def close(self) -> None:
+        if self.chain is not None:
+            self._lib.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+class _Outbox:
+    """Reply text on its way to the parent: the first piece at once, then at most every OUTBOX_SECONDS."""
+
+    def __init__(self, send):
+        self._send = send
+        self._kind: str | None = None
+        self._parts: list[str] = []
+        self._last: float | None = None
+
+    def emit(self, parts: list[tuple[str, str]]) -> None:
+        for kind, text in parts:
+            k = "r" if kind == "reasoning" else "c"
+            if k != self._kind and self._parts:
+                self.flush()
+            self._kind = k
+            self._parts.append(text)
+
+    def flush_if_due(self, now: float) -> None:
+        if self._parts and (self._last is None or now - self._last >= OUTBOX_SECONDS):
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self._parts:
+            self._send((self._kind, "".join(self._parts)))
+            self._parts = []
+            self._last = now if now is not None else time.perf_counter()
+
+
+class _Writer:
+    """Writes snapshots to disk on its own thread, so a reply's end never waits for the disk.
+
+    Only the newest snapshot of each conversation is written; ``flush`` waits for the rest.
+    """
+
+    def __init__(self, store: SnapshotStore):
+        self.store = store
+        self._pending: dict[str, Snapshot] = {}
+        self._writing: str | None = None
+        self._cv = threading.Condition()
+        threading.Thread(target=self._run, name="r1desk-snapshot-writer", daemon=True).start()
+
+    def submit(self, key: str, snap: Snapshot) -> None:
+        with self._cv:
+            self._pending[key] = snap
+            self._cv.notify_all()
+
+    def forget(self, key: str) -> None:
+        with self._cv:
+            self._pending.pop(key, None)
+            while self._writing == key:
+                self._cv.wait(1.0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while (self._pending or self._writing) and time.monotonic() < deadline:
+                self._cv.wait(0.1)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending:
+                    self._cv.wait()
+                key = next(iter(self._pending))
+                snap = self._pending.pop(key)
+                self._writing = key
+            try:
+                self.store.save(key, snap)
+            except Exception:  # noqa: BLE001 - a snapshot is only a time saver; never end the process for it
+                pass
+            finally:
+                with self._cv:
+                    self._writing = None
+                    self._cv.notify_all()
 
 
 class _UnusedFormatter:

@@ -293,7 +293,8 @@ def test_one_stream_read_from_many_threads(tiny_host: ModelHost) -> None:
             break
         events.append(box[0])
     assert finish(events) == "stop" and parts(events) == tiny_r1_expected()
-    assert len(events) > 10
+    # rendered, reasoning, answer (pieces gathered while they come fast), done: each read by a new thread
+    assert len(events) >= 4 and {e[0] for e in events} >= {"rendered", "r", "c", "done"}
 
 
 # Through ChatService, as the GUI and the API server use it --------------------------------------
