@@ -1,14 +1,20 @@
-"""Chat speed through r1desk's engine against raw llama-cpp-python, same model, same build, same run.
+"""Chat speed through r1desk's engine against llama.cpp's own llama-bench and raw llama-cpp-python,
+same model, same build, same run.
 
     .venv/bin/python bench/bench_chat.py [--model PATH] [--tokens 256] [--reps 5]
 
 Measures, with SmolLM2-135M-Instruct (fetched by the test support) unless --model is given:
-1. generation tokens/s and time to first token: the engine (model in its own process, streaming
-   events over a pipe, the reply saved to SQLite as it streams) vs raw ``Llama.create_completion``
-   streaming in one process. Runs alternate A/B to cancel out drift; medians are reported.
-2. time to first token at turn 10 of a conversation vs turn 1 with the same number of new
-   tokens (KV prefix reuse), and the same turn-10 prompt with the cache cleared for contrast.
-3. cancel latency: from ``cancel()`` to the end of the stream.
+1. generation tokens/s: the engine (model in its own process, streaming over a pipe, the reply
+   saved to SQLite as it streams), seen where the app sees it, against ``llama-bench`` tg (built
+   from the installed bindings' own llama.cpp source by bench/llama_tools.py, run before and
+   after the engine, averaged) and against raw ``Llama.create_completion``;
+2. prompt tokens/s: a fresh prompt of about 512 tokens through the engine (its tokens over the
+   time to the first token) against ``llama-bench`` pp512;
+3. time to first token: the engine vs raw ``create_completion`` on the same prompt. Runs
+   alternate A/B to cancel out drift; medians are reported;
+4. time to first token at turn 10 of a conversation vs turn 1 with the same number of new
+   tokens (KV prefix reuse), and the same turn-10 prompt with the cache cleared for contrast;
+5. cancel latency: from ``cancel()`` to the end of the stream.
 Writes bench/results/chat.json.
 """
 
@@ -79,8 +85,7 @@ def engine_once(service, prompt_text: str, tokens: int) -> dict:
 
     params = SamplingParams(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0, max_tokens=tokens)
     t0 = time.perf_counter()
-    first = None
-    n = 0
+    first = last = None
     stats = None
     for ev in service.send(None, prompt_text, params):
         if isinstance(ev, (ContentDelta, ReasoningDelta)):
@@ -88,11 +93,29 @@ def engine_once(service, prompt_text: str, tokens: int) -> dict:
             if first is None:
                 first = now
             last = now
-            n += 1
         elif isinstance(ev, Stats):
             stats = ev
-    return {"ttft_ms": (first - t0) * 1000, "tokens": stats.completion_tokens,
-            "tps": (n - 1) / (last - first), "engine_tps": stats.tokens_per_second}
+    # Tokens as the app receives them: the first arrives alone, the rest in pieces, the last
+    # piece when the last token is out.
+    n = stats.completion_tokens
+    return {"ttft_ms": (first - t0) * 1000, "tokens": n, "tps": (n - 1) / (last - first) if n > 1 else None,
+            "engine_tps": stats.tokens_per_second, "prompt_read": stats.prompt_tokens_read}
+
+
+def llama_bench_runs(model: str, threads: int, tokens: int, reps: int, depth: int) -> dict:
+    """llama-bench's own figures (tokens/s) on the same model, threads and settings as the engine:
+    pp512 from an empty cache, and tg generating after ``depth`` tokens, as the engine does after
+    its prompt (attention costs more as the context fills). Flash attention off, the engine's default."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from llama_tools import llama_bench
+
+    exe, facts = llama_bench(log=lambda m: print(m, file=sys.stderr))
+    common = [str(exe), "-m", model, "-t", str(threads), "-fa", "0", "-r", str(reps), "-o", "json"]
+    pp = json.loads(subprocess.run(common + ["-p", "512", "-n", "0"], capture_output=True, text=True,
+                                   check=True).stdout)
+    tg = json.loads(subprocess.run(common + ["-p", "0", "-n", str(tokens), "-d", str(depth)], capture_output=True,
+                                   text=True, check=True).stdout)
+    return {"build": facts, "pp512": pp[0]["avg_ts"], f"tg{tokens}": tg[0]["avg_ts"], "depth": depth}
 
 
 def main() -> None:
@@ -137,6 +160,7 @@ def main() -> None:
         # A different first word each time: neither side can reuse the previous user text.
         return f"[{rep}] {PROMPT}"
 
+    bench_before = llama_bench_runs(model, threads, args.tokens, args.reps, rendered)
     proc, raw = raw_runs(model, info.n_ctx, threads, args.tokens)
     raw(tmpl.render([{"role": "user", "content": prompt_for(-1)}]))
     engine_once(service, prompt_for(-1), 16)  # warm-up both
@@ -146,6 +170,19 @@ def main() -> None:
         engine_results.append(engine_once(service, prompt_for(rep), args.tokens))
     proc.stdin.close()
     proc.wait()
+
+    # Prompt reading: a fresh prompt of about 512 tokens, new each time, one token of reply.
+    notes = "\n".join(f"Note {i}: the {['red', 'blue', 'green'][i % 3]} fox went to the market on day {i}."
+                      for i in range(26))
+    pp_rates = []
+    for rep in range(args.reps):
+        r = engine_once(service, f"[{rep}] Here are my notes.\n{notes}\nSummarise them.", 1)
+        pp_rates.append(r["prompt_read"] / (r["ttft_ms"] / 1000))
+        pp_read = r["prompt_read"]
+    bench_after = llama_bench_runs(model, threads, args.tokens, args.reps, rendered)
+    tg_key = f"tg{args.tokens}"
+    bench_tg = (bench_before[tg_key] + bench_after[tg_key]) / 2
+    bench_pp = (bench_before["pp512"] + bench_after["pp512"]) / 2
 
     def med(rows, key):
         return statistics.median(r[key] for r in rows)
@@ -162,6 +199,7 @@ def main() -> None:
         ttfts, all_stats = [], []
         for i in range(10):
             if cold_last and i == 9:
+                service.clear_snapshots()  # a new model process, nothing saved: the prompt is read in full
                 service.load_model(model, LoadOptions(n_ctx=args.ctx, n_threads=threads))
             text = f"Question {i}: tell me one more fact about dragons, please."
             if i == 9:
@@ -212,6 +250,13 @@ def main() -> None:
         "prompt_tokens": rendered,
         "generated_tokens": args.tokens,
         "reps": args.reps,
+        "llama_bench": {"build": bench_before["build"], "tg_before": bench_before[tg_key],
+                        "tg_after": bench_after[tg_key], "pp512_before": bench_before["pp512"],
+                        "pp512_after": bench_after["pp512"]},
+        "engine_vs_llama_bench_tg": med(engine_results, "tps") / bench_tg,
+        "engine_prompt_tokens_per_second": statistics.median(pp_rates),
+        "engine_prompt_tokens": pp_read,
+        "engine_vs_llama_bench_pp512": statistics.median(pp_rates) / bench_pp,
         "raw_tokens_per_second": med(raw_results, "tps"),
         "engine_tokens_per_second": med(engine_results, "tps"),
         "tokens_per_second_ratio": tps_ratio,
@@ -233,8 +278,15 @@ def main() -> None:
     (out / "chat.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"model {result['model']}, {threads} threads, prompt {rendered} tokens, {args.tokens} generated, "
           f"median of {args.reps}")
-    print(f"generation tokens/s   raw {result['raw_tokens_per_second']:.1f}  engine "
-          f"{result['engine_tokens_per_second']:.1f}  ratio {tps_ratio:.3f}  (target >= 0.97)")
+    build = bench_before["build"]
+    print(f"llama-bench           llama.cpp {build.get('llama_cpp_commit', '?')} via llama-cpp-python "
+          f"{build['llama_cpp_python']} ({build['cmake_args']}): {tg_key} {bench_before[tg_key]:.1f} / "
+          f"{bench_after[tg_key]:.1f} (after {rendered} tokens), pp512 {bench_before['pp512']:.1f} / {bench_after['pp512']:.1f} (before / after)")
+    print(f"generation tokens/s   engine {result['engine_tokens_per_second']:.1f} vs llama-bench {bench_tg:.1f}: "
+          f"ratio {result['engine_vs_llama_bench_tg']:.3f} (target >= 0.95); raw bindings "
+          f"{result['raw_tokens_per_second']:.1f}, engine/raw {tps_ratio:.3f}")
+    print(f"prompt tokens/s       engine {result['engine_prompt_tokens_per_second']:.1f} ({pp_read} tokens) vs "
+          f"llama-bench pp512 {bench_pp:.1f}: ratio {result['engine_vs_llama_bench_pp512']:.3f} (target >= 0.95)")
     print(f"time to first token   raw {result['raw_ttft_ms']:.1f} ms  engine {result['engine_ttft_ms']:.1f} ms  "
           f"ratio {ttft_ratio:.3f}  (target <= 1.05)")
     print(f"turn 10 vs turn 1     {turn10:.1f} ms vs {turn1:.1f} ms  ratio {turn10 / turn1:.2f}  (target <= 1.5); "

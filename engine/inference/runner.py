@@ -268,8 +268,12 @@ class Runner:
         llm = self.llm
         llm.reset()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        src = ctypes.cast(ctypes.c_char_p(snap.state), ctypes.POINTER(ctypes.c_uint8))
-        if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, src, len(snap.state), 0):
+        state = snap.state
+        if isinstance(state, bytes):
+            src = ctypes.cast(ctypes.c_char_p(state), ctypes.POINTER(ctypes.c_uint8))
+        else:  # a bytearray, or a view into the file as read: no copy
+            src = (ctypes.c_uint8 * len(state)).from_buffer(state)
+        if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, src, len(state), 0):
             self._forget_context()
             return False
         k = snap.kv_tokens
@@ -287,14 +291,15 @@ class Runner:
             return
         ctx = llm._ctx.ctx
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = ctypes.create_string_buffer(size)
-        n = llama_cpp.llama_state_seq_get_data(ctx, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), size, 0)
+        buf = bytearray(size)
+        n = llama_cpp.llama_state_seq_get_data(ctx, (ctypes.c_uint8 * size).from_buffer(buf), size, 0)
         if not n:
             return
+        del buf[n:]
         tokens = self._last_tokens if self._last_tokens[:k] == llm.input_ids[:k].tolist() else llm.input_ids[:k].tolist()
         text, marks = (self._last_text, self._marks) if tokens is self._last_tokens else ("", [])
         snap = Snapshot(identity=self._identity, text=text, tokens=list(tokens), kv_tokens=k,
-                        state=buf.raw[:n], marks=list(marks))
+                        state=buf, marks=list(marks))
         self._ram.put(session, snap)
         if self._writer is not None:
             self._writer.submit(session, snap)

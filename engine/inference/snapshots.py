@@ -61,7 +61,7 @@ class Snapshot:
     text: str
     tokens: list[int]
     kv_tokens: int
-    state: bytes
+    state: bytes | bytearray | memoryview
     marks: list[tuple[int, int]] = field(default_factory=list)  # (characters, tokens) where text and tokens line up
     saved_at: float = field(default_factory=time.time)
 
@@ -70,19 +70,36 @@ class Snapshot:
         return len(self.state) + 4 * len(self.tokens) + len(self.text)
 
     # File format: MAGIC, version, header length, JSON header, tokens (int32), text (UTF-8),
-    # state, CRC-32 of everything before it.
-    def to_bytes(self) -> bytes:
+    # state, CRC-32 of everything before it. Written and read without copying the state, which
+    # is most of it (tens to hundreds of MB).
+    def _parts(self) -> list[bytes | bytearray | memoryview]:
         text = self.text.encode("utf-8")
         header = json.dumps({"identity": self.identity, "n_tokens": len(self.tokens), "kv_tokens": self.kv_tokens,
                              "text_bytes": len(text), "state_bytes": len(self.state),
                              "marks": self.marks, "saved_at": self.saved_at}).encode("utf-8")
-        body = b"".join((_HEAD.pack(MAGIC, VERSION, len(header)), header,
-                         array("i", self.tokens).tobytes(), text, self.state))
+        return [_HEAD.pack(MAGIC, VERSION, len(header)), header, array("i", self.tokens).tobytes(), text, self.state]
+
+    def write(self, fh) -> int:
+        crc = 0
+        size = 0
+        for part in self._parts():
+            fh.write(part)
+            crc = zlib.crc32(part, crc)
+            size += len(part)
+        fh.write(struct.pack("<I", crc))
+        return size + 4
+
+    def to_bytes(self) -> bytes:
+        parts = self._parts()
+        body = b"".join(parts)
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> "Snapshot":
-        """Parse a snapshot file; ``ValueError`` for anything truncated, damaged or foreign."""
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> "Snapshot":
+        """Parse a snapshot file; ``ValueError`` for anything truncated, damaged or foreign.
+
+        The state is a view into ``data``, not a copy.
+        """
         data = memoryview(data)
         if len(data) < _HEAD.size + 4:
             raise ValueError("too short")
@@ -104,7 +121,7 @@ class Snapshot:
             pos += 4 * n_tokens
             text = bytes(data[pos:pos + text_bytes]).decode("utf-8")
             pos += text_bytes
-            state = bytes(data[pos:pos + state_bytes])
+            state = data[pos:pos + state_bytes]
             kv_tokens = int(header["kv_tokens"])
             if not 0 < kv_tokens <= n_tokens:
                 raise ValueError("bad token count")
@@ -133,17 +150,14 @@ class SnapshotStore:
 
         A budget of 0 turns saving off; a full disk leaves the older snapshot in place.
         """
-        if self.budget <= 0:
-            return 0
-        data = snapshot.to_bytes()
-        if len(data) > self.budget:
+        if self.budget <= 0 or snapshot.nbytes > self.budget:
             return 0
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.folder)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                    written = snapshot.write(fh)
                 os.replace(tmp, self.path(key))
             except OSError:
                 try:
@@ -152,7 +166,7 @@ class SnapshotStore:
                     pass
                 return 0
             self._trim(keep=key)
-        return len(data)
+        return written
 
     def load(self, key: str, identity: dict[str, Any]) -> Snapshot | None:
         """The snapshot saved for ``key`` if it is whole and made under ``identity``; else None.
@@ -161,7 +175,10 @@ class SnapshotStore:
         """
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = bytearray(os.fstat(fh.fileno()).st_size)
+                if fh.readinto(data) != len(data):
+                    raise OSError("short read")
         except OSError:
             return None
         try:
