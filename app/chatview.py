@@ -468,6 +468,14 @@ def stats_text(stats: dict[str, Any]) -> str:
     ttft = stats.get("ttft_ms")
     if ttft is not None:
         parts.append(translate("Stats", "first token {seconds} s").format(seconds=f"{ttft / 1000:.2f}"))
+    read = stats.get("prompt_tokens_read")
+    if read is not None and stats.get("prompt_tokens"):
+        reused = int(stats.get("cached_tokens") or 0)
+        words = {
+            "memory": translate("Stats", "prompt: {read} tokens read, {reused} restored from memory"),
+            "disk": translate("Stats", "prompt: {read} tokens read, {reused} restored from disk"),
+        }.get(stats.get("reused_from") or "", translate("Stats", "prompt: {read} tokens read, {reused} reused"))
+        parts.append(words.format(read=f"{int(read):,}", reused=f"{reused:,}"))
     total = stats.get("total_seconds")
     if total:
         parts.append(translate("Stats", "{seconds} s in all").format(seconds=f"{total:.1f}"))

@@ -188,6 +188,10 @@ def _template_words(code: str | None, facts: dict) -> str | None:
     if code == "template-failed":
         return translate("Errors", "The model's chat template failed while writing the prompt: the template in this "
                                    "model file is faulty. Try another file of this model.")
+    if code == "template-too-slow":
+        return translate("Errors", "The model's chat template took more than {seconds} seconds to write the prompt "
+                                   "and was stopped: the template in this model file is faulty. Try another file "
+                                   "of this model.").format(seconds=f"{float(facts.get('seconds', 0)):.0f}")
     if code == "template-too-long":
         return translate("Errors", "The model's chat template made a prompt of more than {limit} characters and was "
                                    "stopped: the template in this model file is faulty.").format(

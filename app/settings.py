@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "chat.seed": None,
     "chat.reasoning_budget": None,
     "chat.system_prompt": None,  # for new conversations; each keeps its own once it starts
+    "cache.kv_disk_bytes": None,  # None: the engine's default (see engine.inference.snapshots)
     "hub.endpoint": None,
     "hub.token": None,
 }
@@ -291,6 +292,24 @@ class SettingsDialog(QDialog):
         self.system_prompt_note.setObjectName("Muted")
         self.system_prompt_note.setWordWrap(True)
         column.addWidget(self.system_prompt_note)
+        # Conversations' saved state: what makes going back to one start at once.
+        cache_row = QHBoxLayout()
+        self.kv_label = QLabel(page)
+        self.kv_spin = QSpinBox(page)
+        self.kv_spin.setRange(0, 1_000_000)
+        self.kv_spin.setSingleStep(512)
+        self.kv_label.setBuddy(self.kv_spin)
+        self.kv_clear = QPushButton(page)
+        self.kv_clear.clicked.connect(self._clear_saved_state)
+        cache_row.addWidget(self.kv_label)
+        cache_row.addWidget(self.kv_spin)
+        cache_row.addStretch(1)
+        cache_row.addWidget(self.kv_clear)
+        column.addLayout(cache_row)
+        self.kv_usage = QLabel(page)
+        self.kv_usage.setObjectName("Muted")
+        self.kv_usage.setWordWrap(True)
+        column.addWidget(self.kv_usage)
         self.tabs.addTab(page, "")
 
     def _build_downloads_tab(self) -> None:
@@ -358,6 +377,7 @@ class SettingsDialog(QDialog):
         for key, opt in self.sampling.items():
             opt.set(s.get(f"chat.{key}"))
         self.system_prompt_edit.setPlainText(s.get("chat.system_prompt") or "")
+        self.kv_spin.setValue(round(self._kv_budget() / 2**20))
         self.endpoint_combo.setCurrentText(s.get("hub.endpoint") or "")
         self.token_edit.setText(s.get("hub.token") or "")
         self.language_combo.setCurrentIndex(max(0, self.language_combo.findData(s.get("app.language"))))
@@ -369,6 +389,7 @@ class SettingsDialog(QDialog):
             "chat.n_ctx": self.ctx_auto.value(),
             "chat.n_gpu_layers": self.gpu_spin.value() if self.gpu_manual.isChecked() else "auto",
             "chat.system_prompt": self.system_prompt_edit.toPlainText().strip() or None,
+            "cache.kv_disk_bytes": self.kv_spin.value() * 2**20,
             "hub.endpoint": self.endpoint_combo.currentText().strip().rstrip("/") or None,
             "hub.token": self.token_edit.text().strip() or None,
             "app.language": self.language_combo.currentData(),
@@ -435,6 +456,30 @@ class SettingsDialog(QDialog):
     def show_estimate(self, text: str) -> None:
         self.estimate_label.setText(text)
 
+    def _kv_budget(self) -> int:
+        from r1desk.engine.inference.snapshots import DEFAULT_DISK_BUDGET
+
+        value = self.settings.get("cache.kv_disk_bytes")
+        return int(value) if value is not None else DEFAULT_DISK_BUDGET
+
+    def _show_kv_usage(self) -> None:
+        from r1desk.engine.inference.snapshots import SnapshotStore
+        from r1desk.engine.units import human_bytes
+
+        used, count = SnapshotStore().usage()
+        self.kv_usage.setText(self.tr(
+            "r1desk keeps what the model has read of each recent conversation, so going back to one, "
+            "or starting r1desk again, answers at once instead of reading the whole conversation again. "
+            "Now: {size} for {n} conversation(s). 0 keeps nothing on disk."
+        ).format(size=human_bytes(used), n=count))
+        self.kv_clear.setEnabled(count > 0)
+
+    def _clear_saved_state(self) -> None:
+        from r1desk.engine.inference.snapshots import SnapshotStore
+
+        SnapshotStore().clear()
+        self._show_kv_usage()
+
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, self.tr("Choose the data folder"), self._data_folder)
         if folder:
@@ -500,6 +545,11 @@ class SettingsDialog(QDialog):
             "prompt it started with; change it from the conversation's menu in the sidebar. DeepSeek-R1 "
             "works best without one: r1desk puts it at the start of your first message instead."
         ))
+        self.kv_label.setText(self.tr("Disk space for saved conversations"))
+        self.kv_spin.setSuffix(self.tr(" MB"))
+        self.kv_spin.setSpecialValueText(self.tr("None"))
+        self.kv_clear.setText(self.tr("Clear"))
+        self._show_kv_usage()
         self.endpoint_label.setText(self.tr("Download server"))
         self.endpoint_combo.setItemText(0, "")
         self.endpoint_combo.lineEdit().setPlaceholderText(self.tr("Hugging Face (default)"))

@@ -350,14 +350,14 @@ class MainWindow(QMainWindow):
         if len(text) >= MEASURE_FROM_CHARS and self._measured != key and self.loading is None:
             # Sent before the count came back: count now (the model is idle) and send only if it fits.
             self._measured = key
-            self._show_budget(self.chat.measure(self.current_id, text, self.settings.sampling()))
+            self._show_budget(self.chat.measure(self.current_id, text, self.settings.sampling(),
+                                                system=self._new_system_prompt()))
         if self._measured == key and self._budget is not None and self._budget.outcome == "too-long":
             self.composer.set_text(text)  # nothing is sent or saved; the message stays to be shortened
             return
         self.chat_view.add_user(text)
         widget = self.chat_view.add_assistant(self._model_name())
-        # Only a new conversation takes the default: one that exists keeps its own (set from the sidebar).
-        system = self.settings.system_prompt() if self.current_id is None else None
+        system = self._new_system_prompt()
         reply = self.chat.send(self.current_id, text, self.settings.sampling(), system=system)
         worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, widget)
@@ -607,6 +607,10 @@ class MainWindow(QMainWindow):
         self.notice.show_message(lambda: self.tr("Saved the conversation to {path}.").format(path=str(path)))
         return True
 
+    def _new_system_prompt(self) -> str | None:
+        """Only a new conversation takes the default: one that exists keeps its own (set from the sidebar)."""
+        return self.settings.system_prompt() if self.current_id is None else None
+
     # The message's budget ------------------------------------------------------------------
     def _measure(self) -> None:
         text = self.composer.text().strip()
@@ -617,7 +621,8 @@ class MainWindow(QMainWindow):
             self._measure_timer.start()  # the model is busy: count once it is free
             return
         key = (self.current_id, text)
-        worker = GeneratorWorker(self.chat.measure, self.current_id, text, self.settings.sampling())
+        worker = GeneratorWorker(self.chat.measure, self.current_id, text, self.settings.sampling(),
+                                 system=self._new_system_prompt())
         worker.returned.connect(lambda budget, key=key: self._measured_budget(key, budget))
         worker.errored.connect(lambda exc: log.info("could not measure the message: %s", exc))
         worker.finished.connect(lambda: setattr(self, "_measure_worker", None))
@@ -714,6 +719,8 @@ class MainWindow(QMainWindow):
                 self.open_conversation(self.current_id)  # rendered text takes the new colours
         if "data_folder" in keys:
             self.notice.show_message(self.tr("The new data folder is used from the next start."))
+        if "cache.kv_disk_bytes" in keys:
+            self.chat.set_snapshot_budget(int(self.settings.get("cache.kv_disk_bytes") or 0))
         info = self.chat.loaded
         if info is not None and any(k in keys for k in LOAD_KEYS) and self.reply is None:
             self.load_model(info.path)

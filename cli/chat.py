@@ -272,6 +272,10 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
         if stats is not None:
             line = f"[{stats.completion_tokens} tokens, {stats.tokens_per_second or 0:.1f} tok/s, " \
                    f"first token {stats.ttft_ms or 0:.0f} ms"
+            if stats.prompt_tokens:
+                source = {"memory": " restored from memory", "disk": " restored from disk"}.get(
+                    stats.reused_from or "", " reused")
+                line += f", prompt {stats.prompt_tokens_read:,} read, {stats.cached_tokens:,}{source}"
             if stats.reasoning_seconds:
                 line += f", thought {stats.reasoning_seconds:.1f} s"
             line += f", conversation {conversation_id}]"

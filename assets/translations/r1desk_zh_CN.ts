@@ -366,6 +366,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>该模型的对话模板在生成提示词时出错：这个模型文件中的模板有缺陷。请换用这个模型的其他文件。</translation>
     </message>
     <message>
+        <source>The model&apos;s chat template took more than {seconds} seconds to write the prompt and was stopped: the template in this model file is faulty. Try another file of this model.</source>
+        <translation>模型的对话模板写提示词用了超过 {seconds} 秒，已被停止：这个模型文件里的模板有问题。请换用这个模型的另一个文件。</translation>
+    </message>
+    <message>
         <source>The model&apos;s chat template made a prompt of more than {limit} characters and was stopped: the template in this model file is faulty.</source>
         <translation>该模型的对话模板生成的提示词超过了 {limit} 个字符，已被停止：这个模型文件中的模板有缺陷。</translation>
     </message>
@@ -1118,6 +1122,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>上下文为 {ctx} 个词元时：{plan}</translation>
     </message>
     <message>
+        <source>r1desk keeps what the model has read of each recent conversation, so going back to one, or starting r1desk again, answers at once instead of reading the whole conversation again. Now: {size} for {n} conversation(s). 0 keeps nothing on disk.</source>
+        <translation>r1desk 会保存模型对最近每个对话已读过的内容，回到某个对话或重新启动 r1desk 时可以立即回答，而不必把整个对话重读一遍。当前：{n} 个对话，共 {size}。设为 0 则不在磁盘上保存。</translation>
+    </message>
+    <message>
         <source>Choose the data folder</source>
         <translation>选择数据文件夹</translation>
     </message>
@@ -1244,6 +1252,22 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Instructions the model gets before every new conversation. A conversation keeps the system prompt it started with; change it from the conversation&apos;s menu in the sidebar. DeepSeek-R1 works best without one: r1desk puts it at the start of your first message instead.</source>
         <translation>模型在每个新对话开始前收到的指示。对话会一直使用它开始时的系统提示词；要修改，请在侧边栏中该对话的菜单里更改。DeepSeek-R1 不用系统提示词效果最好：r1desk 会把它放在你的第一条消息开头。</translation>
+    </message>
+    <message>
+        <source>Disk space for saved conversations</source>
+        <translation>已保存对话的磁盘空间</translation>
+    </message>
+    <message>
+        <source> MB</source>
+        <translation> MB</translation>
+    </message>
+    <message>
+        <source>None</source>
+        <translation>不保存</translation>
+    </message>
+    <message>
+        <source>Clear</source>
+        <translation>清除</translation>
     </message>
     <message>
         <source>Download server</source>
@@ -1414,6 +1438,18 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>first token {seconds} s</source>
         <translation>首个词元 {seconds} 秒</translation>
+    </message>
+    <message>
+        <source>prompt: {read} tokens read, {reused} restored from memory</source>
+        <translation>提示词：读取 {read} 个词元，{reused} 个从内存恢复</translation>
+    </message>
+    <message>
+        <source>prompt: {read} tokens read, {reused} restored from disk</source>
+        <translation>提示词：读取 {read} 个词元，{reused} 个从磁盘恢复</translation>
+    </message>
+    <message>
+        <source>prompt: {read} tokens read, {reused} reused</source>
+        <translation>提示词：读取 {read} 个词元，{reused} 个复用</translation>
     </message>
     <message>
         <source>{seconds} s in all</source>

@@ -19,7 +19,7 @@ from r1desk.engine.inference.snapshots import SnapshotStore, session_key
 
 STATS_COLUMNS = (
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "ttft_ms", "tokens_per_second",
-    "reasoning_seconds", "total_seconds", "dropped_turns",
+    "reasoning_seconds", "total_seconds", "dropped_turns", "cached_tokens", "prompt_tokens_read", "reused_from",
 )
 
 

@@ -191,7 +191,9 @@ class ChatService:
         if nbytes < 0:
             raise R1deskError("the space for saved conversation state must be 0 or more bytes")
         set_setting(self.history.db, "cache.kv_disk_bytes", int(nbytes))
-        self.host.set_snapshots(SnapshotStore(self._snapshot_folder(), int(nbytes)))
+        store = SnapshotStore(self._snapshot_folder(), int(nbytes))
+        store.trim()
+        self.host.set_snapshots(store)
 
     def snapshot_usage(self) -> tuple[int, int]:
         """(bytes, conversations) of saved KV state on disk."""
@@ -245,8 +247,10 @@ class ChatService:
     def close(self) -> None:
         self.host.close()
 
-    def measure(self, conversation_id: int | None, text: str, params: SamplingParams | None = None) -> Budget:
-        """Before sending: how ``text`` fits the context with the conversation so far.
+    def measure(self, conversation_id: int | None, text: str, params: SamplingParams | None = None, *,
+                system: str | None = None) -> Budget:
+        """Before sending: how ``text`` fits the context with the conversation so far (or, for a
+        new conversation, with the system prompt ``system`` it would start with).
 
         Counts through the model process, so it waits for a reply being generated: callers
         measure while the model is idle.
@@ -255,7 +259,12 @@ class ChatService:
 
         model = self._require_model()
         resolved = (params or SamplingParams()).resolved(model)
-        earlier = self.history.messages(conversation_id) if conversation_id is not None else []
+        if conversation_id is not None:
+            earlier = self.history.messages(conversation_id)
+        elif system and system.strip():
+            earlier = [SimpleNamespace(role="system", content=system, status="complete")]
+        else:
+            earlier = []
         draft = SimpleNamespace(role="user", content=text, status="complete")
         prompt = self.host.count_tokens(build_messages([*earlier, draft], r1=model.is_r1))
         alone = self.host.count_tokens(build_messages([draft], r1=model.is_r1))

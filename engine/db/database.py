@@ -366,11 +366,20 @@ def m004_reply_alternatives(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_alternatives ON messages(alternative_of) WHERE alternative_of IS NOT NULL")
 
 
+def m005_prompt_reuse(db: sqlite_utils.Database) -> None:
+    # How much of each reply's prompt was read and how much was reused from the KV cache (and
+    # from where: the live context, a conversation's state kept in memory or saved on disk).
+    db.execute("ALTER TABLE messages ADD COLUMN cached_tokens INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN prompt_tokens_read INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN reused_from TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_file_hashes,
     m003_index_replies_when_they_end,
     m004_reply_alternatives,
+    m005_prompt_reuse,
 ]
 
 

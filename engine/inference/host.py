@@ -573,8 +573,15 @@ class _Core:
         self.load(path, options, resolve_options(check_model(path), options))
 
     def forget(self, session: str) -> None:
+        self.send_quietly({"op": "forget", "session": session})
+
+    def send_quietly(self, request: dict[str, Any]) -> None:
+        """A request the model process answers with nothing (host thread only)."""
         if self.alive:
-            self.proc.conn.send({"op": "forget", "session": session})
+            try:
+                self.proc.conn.send(request)
+            except OSError:
+                pass
 
     def count(self, messages: list[dict[str, Any]]) -> int:
         self.ensure_loaded()
@@ -607,7 +614,8 @@ class _Core:
                 if not rendered and now - started > RENDER_TIMEOUT_SECONDS:
                     self.kill()
                     self.reload_reason = ("template-timeout", "")
-                    raise TemplateError("the model's chat template took too long to render and was stopped")
+                    raise TemplateError("the model's chat template took too long to render and was stopped",
+                                        facts={"code": "template-too-slow", "seconds": RENDER_TIMEOUT_SECONDS})
                 continue
             kind = msg[0]
             if kind == "rendered":
@@ -637,10 +645,15 @@ class ModelHost:
         return self._core.snapshots
 
     def set_snapshots(self, store: SnapshotStore | None, ram_budget: int | None = None) -> None:
-        """Change where and how much state is saved; applies from the next load."""
+        """Change how much state is saved on disk (at once) and where and how much RAM (from the next load)."""
         self._core.snapshots = store
         if ram_budget is not None:
             self._core.snapshot_ram_budget = int(ram_budget)
+        budget = store.budget if store is not None else 0
+        try:
+            self._core.submit(_Call(lambda core: core.send_quietly({"op": "snapshots", "disk_budget": budget})))
+        except ModelLoadFailed:
+            pass
 
     # Process ------------------------------------------------------------------------------
     @property

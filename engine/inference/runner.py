@@ -580,6 +580,9 @@ class Runner:
                     self.conn.send(("count", self.count(req["messages"])))
                 elif op == "forget":
                     self.forget(req["session"])
+                elif op == "snapshots":
+                    if self._store is not None:
+                        self._store.budget = int(req["disk_budget"])
                 elif op == "ping":
                     self.conn.send(("pong", os.getpid()))
                 elif op == "shutdown":

@@ -230,6 +230,11 @@ class SnapshotStore:
                     pass
         return freed
 
+    def trim(self) -> None:
+        """Delete the least recently used snapshots until the rest fit the budget."""
+        with self._lock:
+            self._trim()
+
     def _trim(self, keep: str | None = None) -> None:
         entries = []
         for p in self.files():

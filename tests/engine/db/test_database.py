@@ -396,3 +396,28 @@ def test_a_database_at_m003_gains_reply_alternatives(tmp_path: Path, monkeypatch
     msgs = h.messages(cid)
     assert [(m.role, m.content) for m in msgs] == [("user", "hi"), ("assistant", "hello")]
     assert h.alternatives(msgs[1].id) == [msgs[1].id]
+
+
+def test_a_database_at_m004_gains_prompt_reuse_figures(tmp_path: Path, monkeypatch) -> None:
+    """Replies saved before m005 keep their figures; new ones also keep what was read and reused."""
+    from r1desk.engine.chat.history import History
+
+    p = tmp_path / "old.db"
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS[:4])
+    old = storage.open_db(p)
+    h = History(old)
+    cid = h.create_conversation("before")
+    h.add_message(cid, "user", "hi")
+    before = h.start_reply(cid, "m", {})
+    h.finish_reply(before, "hello", "", "complete", {"prompt_tokens": 9, "completion_tokens": 2})
+    old.close()
+    monkeypatch.undo()
+    h = History(storage.open_db(p))
+    stats = h.get_message(before).stats
+    assert (stats["prompt_tokens"], stats["completion_tokens"]) == (9, 2) and "reused_from" not in stats
+    h.add_message(cid, "user", "again")
+    after = h.start_reply(cid, "m", {})
+    h.finish_reply(after, "hi again", "", "complete",
+                   {"prompt_tokens": 30, "cached_tokens": 25, "prompt_tokens_read": 5, "reused_from": "disk"})
+    stats = h.get_message(after).stats
+    assert (stats["cached_tokens"], stats["prompt_tokens_read"], stats["reused_from"]) == (25, 5, "disk")
