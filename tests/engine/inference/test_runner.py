@@ -149,3 +149,27 @@ def test_the_reply_limit_counts_the_answer_and_lets_r1_finish_thinking(service: 
     # 0 is no limit at all: the scripted answer ends by itself.
     full = list(service.send(None, "hi", SamplingParams(max_tokens=0)))
     assert answer_of(full) == answer and full[-1].finish_reason == "stop"
+
+
+def test_every_sampling_option_reaches_the_native_sampler_chain(service: ChatService, smollm2: Path) -> None:
+    service.load_model(smollm2, LoadOptions(n_ctx=1024))
+    text = "Write a short poem about the sea, the sea, the sea."
+
+    def answer(**params) -> str:
+        return answer_of(list(service.send(None, text, SamplingParams(max_tokens=32, **params))))
+
+    # Every call after the first finds the prompt cached and reads its last token again, so all
+    # are computed alike (a prompt read whole gives slightly other logits than one token read).
+    answer(temperature=0.0)
+    greedy = answer(temperature=0.0)
+    # Top-k runs before the draw: keeping one candidate is greedy at any temperature and seed.
+    assert answer(temperature=0.9, top_k=1, top_p=1.0, min_p=0.0, seed=7) == greedy
+    # A seed makes a sampled reply repeatable; another seed gives another reply.
+    sampled = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    one = answer(seed=1, **sampled)
+    assert answer(seed=1, **sampled) == one
+    assert answer(seed=2, **sampled) != one
+    # min-p near 1 keeps only the likeliest token: greedy again.
+    assert answer(temperature=1.0, top_k=0, top_p=1.0, min_p=0.999, seed=3) == greedy
+    # A repeat penalty changes what greedy decoding picks.
+    assert answer(temperature=0.0, repeat_penalty=1.8) != greedy
