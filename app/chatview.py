@@ -475,6 +475,8 @@ def stats_text(stats: dict[str, Any]) -> str:
             "memory": translate("Stats", "prompt: {read} tokens read, {reused} restored from memory"),
             "disk": translate("Stats", "prompt: {read} tokens read, {reused} restored from disk"),
         }.get(stats.get("reused_from") or "", translate("Stats", "prompt: {read} tokens read, {reused} reused"))
+        if not reused:
+            words = translate("Stats", "prompt: {read} tokens read")
         parts.append(words.format(read=f"{int(read):,}", reused=f"{reused:,}"))
     total = stats.get("total_seconds")
     if total:

@@ -275,7 +275,9 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
             if stats.prompt_tokens:
                 source = {"memory": " restored from memory", "disk": " restored from disk"}.get(
                     stats.reused_from or "", " reused")
-                line += f", prompt {stats.prompt_tokens_read:,} read, {stats.cached_tokens:,}{source}"
+                line += f", prompt {stats.prompt_tokens_read:,} read"
+                if stats.cached_tokens:
+                    line += f", {stats.cached_tokens:,}{source}"
             if stats.reasoning_seconds:
                 line += f", thought {stats.reasoning_seconds:.1f} s"
             line += f", conversation {conversation_id}]"

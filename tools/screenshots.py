@@ -232,6 +232,9 @@ def inner(language: str, out: Path) -> None:
     wait(lambda: "2,048" in dialog.estimate_label.text())
     center(dialog)
     shot("4-settings")
+    # 5. Settings › Chat: the default system prompt, and the disk the saved conversations take.
+    dialog.tabs.setCurrentIndex(dialog.tabs.indexOf(dialog.system_prompt_edit.parentWidget()))
+    shot("5-settings-chat")
     dialog.reject()
 
     window.close()

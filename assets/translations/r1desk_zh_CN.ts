@@ -1452,6 +1452,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>提示词：读取 {read} 个词元，{reused} 个复用</translation>
     </message>
     <message>
+        <source>prompt: {read} tokens read</source>
+        <translation>提示词：读取 {read} 个词元</translation>
+    </message>
+    <message>
         <source>{seconds} s in all</source>
         <translation>共 {seconds} 秒</translation>
     </message>
