@@ -95,6 +95,30 @@ def export(conversation_id, fmt, output):
 
 
 @history.command()
+@click.argument("conversation_ids", type=int, nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every conversation in the history.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .jsonl file to write.")
+@click.option("--no-reasoning", is_flag=True, help="Leave R1's thinking out of the replies.")
+def dataset(conversation_ids, everything, output, no_reasoning):
+    """Export conversations as a fine-tuning dataset (JSONL, chat messages).
+
+    One line per conversation, {"messages": [...]}, as TRL's SFTTrainer, Unsloth and axolotl
+    (type: chat_template, field_messages: messages) read it.
+    """
+    from r1desk.engine.chat.dataset import write_dataset
+
+    h = History()
+    ids = list(conversation_ids)
+    if everything:
+        ids = [c.id for c in h.list_conversations(limit=1_000_000)]
+    if not ids:
+        raise click.UsageError("give conversation ids, or --all")
+    summary = write_dataset(h, ids, output, reasoning=not no_reasoning)
+    click.echo(f"Wrote {summary.conversations} conversation(s), {summary.replies} repl(ies) to {summary.path}"
+               + (f"; {summary.skipped} without a finished reply left out" if summary.skipped else ""))
+
+
+@history.command()
 @click.argument("conversation_id", type=int)
 def delete(conversation_id):
     """Delete a conversation."""
