@@ -113,6 +113,12 @@ def _from_code(facts: dict) -> str | None:
                                    "Downloads.").format(folder=facts.get("folder", ""),
                                                         need=human_bytes(facts.get("need")),
                                                         free=human_bytes(facts.get("free")))
+    if code == "no-folder":
+        return translate("Errors", "There is no folder {path}.").format(path=facts.get("path", ""))
+    if code == "is-folder":
+        return translate("Errors", "{path} is a folder: give a file name.").format(path=facts.get("path", ""))
+    if code == "write-disk-full":
+        return translate("Errors", "The disk is full: {path} was not written.").format(path=facts.get("path", ""))
     return _hub_words(code, facts) or _template_words(code, facts) or _database_words(code, facts)
 
 

@@ -585,13 +585,29 @@ class MainWindow(QMainWindow):
         safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()[:60] or "conversation"
         path, chosen = QFileDialog.getSaveFileName(
             self, self.tr("Export the conversation"), str(Path.home() / f"{safe}.md"),
-            self.tr("Markdown (*.md);;JSON (*.json)"))
+            self.tr("Markdown (*.md);;JSON (*.json);;Fine-tuning data, chat messages (*.jsonl)"))
         if path:
             self.export_conversation(conversation_id, path)
 
     def export_conversation(self, conversation_id: int, path: str | Path) -> bool:
-        """Write the conversation as Markdown, or JSON for a .json name; a failure is said, not raised."""
+        """Write the conversation as Markdown, JSON for a .json name, or a fine-tuning dataset line
+        for a .jsonl name; a failure is said, not raised."""
         path = Path(path)
+        if path.suffix.lower() == ".jsonl":
+            from r1desk.app.errors import user_message
+            from r1desk.engine.chat.dataset import write_dataset
+            from r1desk.engine.errors import R1deskError
+
+            try:
+                summary = write_dataset(self.history, [conversation_id], path)
+            except (R1deskError, OSError) as exc:
+                self.notice.show_message(lambda: self.tr("The conversation could not be saved to {path}: {error}").format(
+                    path=str(path), error=user_message(exc) if isinstance(exc, R1deskError) else str(exc)),
+                    kind="error")
+                return False
+            self.notice.show_message(lambda: self.tr(
+                "Saved {n} finished replies as fine-tuning data to {path}.").format(n=summary.replies, path=str(path)))
+            return True
         fmt = "json" if path.suffix.lower() == ".json" else "md"
         text = (self.history.export_json(conversation_id) + "\n" if fmt == "json"
                 else self.history.export_markdown(conversation_id))

@@ -286,6 +286,18 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>{folder} 的磁盘空间不足：下载需要 {need}，可用 {free}。请释放一些空间，或在“设置 › 下载”中选择其他下载文件夹。</translation>
     </message>
     <message>
+        <source>There is no folder {path}.</source>
+        <translation>文件夹 {path} 不存在。</translation>
+    </message>
+    <message>
+        <source>{path} is a folder: give a file name.</source>
+        <translation>{path} 是一个文件夹：请给出文件名。</translation>
+    </message>
+    <message>
+        <source>The disk is full: {path} was not written.</source>
+        <translation>磁盘已满：未能写入 {path}。</translation>
+    </message>
+    <message>
         <source>{repo} is gated, and the access token in Settings › Downloads does not give access to it: accept the model&apos;s terms on its page on the hub, signed in as the account the token belongs to.</source>
         <translation>{repo} 是受限模型，而“设置 › 下载”中的访问令牌无权访问它：请用该令牌所属的账号登录模型仓库，在这个模型的页面上接受它的使用条款。</translation>
     </message>
@@ -791,12 +803,16 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>导出对话</translation>
     </message>
     <message>
-        <source>Markdown (*.md);;JSON (*.json)</source>
-        <translation>Markdown (*.md);;JSON (*.json)</translation>
+        <source>Markdown (*.md);;JSON (*.json);;Fine-tuning data, chat messages (*.jsonl)</source>
+        <translation>Markdown (*.md);;JSON (*.json);;微调数据，对话消息格式 (*.jsonl)</translation>
     </message>
     <message>
         <source>The conversation could not be saved to {path}: {error}</source>
         <translation>无法将对话保存到 {path}：{error}</translation>
+    </message>
+    <message>
+        <source>Saved {n} finished replies as fine-tuning data to {path}.</source>
+        <translation>已把 {n} 条完成的回复作为微调数据保存到 {path}。</translation>
     </message>
     <message>
         <source>Saved the conversation to {path}.</source>

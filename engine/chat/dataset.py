@@ -66,7 +66,8 @@ def write_dataset(history: History, conversation_ids: Iterable[int], out: str | 
     """Write the JSONL file (whole or not at all: a temporary file renamed at the end)."""
     out = Path(out).expanduser()
     if out.is_dir():
-        raise R1deskError(f"{out}: is a folder; give a file name such as dataset.jsonl", facts={"code": "is-folder"})
+        raise R1deskError(f"{out}: is a folder; give a file name such as dataset.jsonl",
+                          facts={"code": "is-folder", "path": str(out)})
     folder = out.parent if str(out.parent) else Path(".")
     conversation_ids = list(conversation_ids)
     for cid in conversation_ids:
@@ -92,7 +93,8 @@ def write_dataset(history: History, conversation_ids: Iterable[int], out: str | 
         except OSError:
             pass
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"{out}: the disk is full; nothing was written", facts={"code": "disk-full"}) from None
+            raise DiskFull(f"{out}: the disk is full; nothing was written",
+                           facts={"code": "write-disk-full", "path": str(out)}) from None
         raise
     except BaseException:
         try:

@@ -312,6 +312,13 @@ def test_a_conversation_gets_a_system_prompt_and_is_exported(make_window, qtbot,
     assert window.export_conversation(cid, tmp_path / "dragons.json")
     data = json.loads((tmp_path / "dragons.json").read_text())
     assert [m["role"] for m in data["messages"]] == ["user", "assistant", "system"]
+    # .jsonl: a line of fine-tuning data, the system prompt first.
+    assert window.export_conversation(cid, tmp_path / "dragons.jsonl")
+    row = json.loads((tmp_path / "dragons.jsonl").read_text())
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert "fine-tuning data" in window.notice.label.text()
+    assert not window.export_conversation(cid, tmp_path / "missing" / "x.jsonl")
+    assert "There is no folder" in window.notice.label.text()
     # A folder that does not exist: said in one line, nothing half-written left behind.
     assert not window.export_conversation(cid, tmp_path / "missing" / "x.md")
     assert window.notice.isVisible() and "could not be saved" in window.notice.label.text()
