@@ -66,18 +66,32 @@ def click_conversation(qtbot, window, conversation_id):
 def test_tiny_r1_reasoning_streams_into_a_thinking_section(make_window, tiny_r1, qtbot):
     window = make_window(**{**GREEDY, "chat.n_ctx": 512})
     load(qtbot, window, tiny_r1)
+    seen = []
+    widgets = []
+    add_assistant = window.chat_view.add_assistant
+
+    def watched(*args, **kwargs):
+        # Each piece as the GUI thread shows it, with the thinking section's state just after.
+        widget = add_assistant(*args, **kwargs)
+        for name, kind in (("append_reasoning", "ReasoningDelta"), ("append_content", "ContentDelta")):
+            def wrap(text, _f=getattr(widget, name), _kind=kind):
+                _f(text)
+                seen.append((_kind, widget.thinking.state, widget.thinking.expanded))
+            setattr(widget, name, wrap)
+        widgets.append(widget)
+        return widget
+
+    window.chat_view.add_assistant = watched
     reply = send(qtbot, window, "hi")
     widget = reply.widget
-    seen = []
-    reply.worker.yielded.connect(
-        lambda e: seen.append((type(e).__name__, widget.thinking.state, widget.thinking.expanded)))
+    assert widgets == [widget]
     qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
     reasoning, answer = tiny_r1_expected()
     assert widget.reasoning == reasoning
     assert widget.text == answer
     # While the reasoning streamed the section was open with its clock running...
     thinking = [s for s in seen if s[0] == "ReasoningDelta"]
-    assert len(thinking) > 3 and all(state == "thinking" and open_ for _, state, open_ in thinking)
+    assert thinking and all(state == "thinking" and open_ for _, state, open_ in thinking)
     # ...and it folded away when the answer started.
     answering = [s for s in seen if s[0] == "ContentDelta"]
     assert answering and all(state == "done" and not open_ for _, state, open_ in answering)
@@ -221,8 +235,12 @@ def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r
     os.kill(window.chat.host.pid, signal.SIGKILL)
     shown = []
     reply = send(qtbot, window, "hi")
-    reply.worker.yielded.connect(lambda _e: shown.append(window.status.model_label.text()))
-    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
+
+    def watch() -> bool:  # in the GUI thread, as the user sees it
+        shown.append(window.status.model_label.text())
+        return window.reply is None
+
+    qtbot.waitUntil(watch, timeout=60_000)
     assert any(t.startswith("Reloading ") and "the model process stopped" in t for t in shown), shown
     assert window.status.model_label.text().startswith("Model: ")
     assert (reply.widget.reasoning, reply.widget.text) == tiny_r1_expected()
@@ -236,11 +254,13 @@ def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r
 def test_the_context_counter_follows_the_conversation_and_the_stream(make_window, tiny_r1, qtbot):
     window = make_window(**GREEDY)
     load(qtbot, window, tiny_r1)
-    reply = send(qtbot, window, "hi")
     seen = []
-    reply.worker.yielded.connect(lambda _e: seen.append(window.status.context[0]))
+    shown = window.status.set_context_used
+    window.status.set_context_used = lambda used: (seen.append(used), shown(used))
+    reply = send(qtbot, window, "hi")
     qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
-    assert len(set(seen)) > 10, "the count did not move while the reply streamed"
+    # The prompt, then the reply's pieces as they come (gathered while they come fast), then the total.
+    assert len(set(seen)) >= 3 and seen == sorted(seen), "the count did not move while the reply streamed"
     used = window.status.context[0]
     assert used == reply.widget.stats["context_used"] > 0
     assert window.status.context_label.text() == f"Context {used:,} / 1,024"
