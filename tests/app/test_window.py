@@ -43,8 +43,8 @@ def test_escape_stops_a_reply_mid_way(make_window, smollm2, qtbot):
     assert window.composer.generating
     seen = []
     reply.worker.yielded.connect(lambda _e: seen.append(len(widget.text)))
-    qtbot.waitUntil(lambda: len(widget.text) > 60, timeout=120_000)
-    assert len(set(seen)) > 5  # it streams, piece by piece
+    qtbot.waitUntil(lambda: len(widget.text) > 300, timeout=120_000)
+    assert len(set(seen)) > 3  # it streams, piece by piece
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: window.reply is None, timeout=10_000)
     assert widget.status == "cancelled"
