@@ -83,3 +83,11 @@ class Cancelled(R1deskError):
 
 class ConversionError(R1deskError):
     """A conversion (re-quantising) was refused as pointless or harmful, or it failed."""
+
+
+class AdapterError(R1deskError):
+    """A LoRA adapter cannot be imported, or does not fit the model it is to be applied to.
+
+    ``facts["code"]`` says which: not-lora, wrong-architecture, wrong-shape, wrong-layers,
+    unsupported, duplicate, no-such-adapter, rejected (llama.cpp refused it).
+    """

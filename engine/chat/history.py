@@ -37,12 +37,15 @@ class Message:
     params: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    # The LoRA adapters that produced a reply: [{"name", "sha256", "scale"}], [] for the base model.
+    adapters: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "role": self.role, "content": self.content, "reasoning": self.reasoning,
             "status": self.status, "error": self.error, "model": self.model, "stats": self.stats,
             "params": self.params, "created_at": self.created_at, "updated_at": self.updated_at,
+            "adapters": self.adapters,
         }
 
 
@@ -74,7 +77,7 @@ def _message(row: dict[str, Any]) -> Message:
         id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
         content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], model=row["model"], stats=stats, params=json.loads(row["params"] or "{}"),
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        created_at=row["created_at"], updated_at=row["updated_at"], adapters=json.loads(row.get("adapters") or "[]"),
     )
 
 
@@ -261,13 +264,17 @@ class History:
             )
 
     def start_reply(self, conversation_id: int, model: str | None, params: dict[str, Any] | None = None, *,
-                    alternative_of: int | None = None) -> int:
-        """A new reply row, 'streaming'; ``alternative_of``: the group of earlier replies it joins."""
+                    alternative_of: int | None = None, adapters: list[dict[str, Any]] | None = None) -> int:
+        """A new reply row, 'streaming'; ``alternative_of``: the group of earlier replies it joins;
+        ``adapters``: the LoRA adapters applied to produce it (name, sha256, scale)."""
         with transaction(self.db):
             message_id = self.add_message(conversation_id, "assistant", "", status="streaming", model=model,
                                           params=params)
             if alternative_of is not None:
                 self.db.execute("UPDATE messages SET alternative_of = ? WHERE id = ?", [alternative_of, message_id])
+            if adapters:
+                self.db.execute("UPDATE messages SET adapters = ? WHERE id = ?",
+                                [json.dumps(adapters, ensure_ascii=False), message_id])
             return message_id
 
     def save_partial(self, message_id: int, content: str, reasoning: str) -> None:
@@ -423,6 +430,9 @@ class History:
             who = {"user": "User", "assistant": "Assistant", "system": "System"}[m.role]
             lines.append(f"## {who}")
             lines.append("")
+            if m.adapters:
+                used = ", ".join(f"`{a['name']}` at {a['scale']:g}" for a in m.adapters)
+                lines += [f"*Adapters: {used}*", ""]
             if m.reasoning.strip():
                 lines.append("<details><summary>Thinking</summary>")
                 lines.append("")

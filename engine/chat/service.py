@@ -8,14 +8,17 @@ killed process leaves the partial reply behind, marked interrupted.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from r1desk.engine.adapters.check import ModelShape, check_fits, model_shape
+from r1desk.engine.adapters.store import Adapters
 from r1desk.engine.chat.history import History
-from r1desk.engine.errors import CorruptModel, ModelLoadFailed, ModelNotFound, NotFound, R1deskError
+from r1desk.engine.errors import AdapterError, CorruptModel, ModelLoadFailed, ModelNotFound, NotFound, R1deskError
 from r1desk.engine.events import (
     CancelToken,
     ChatError,
@@ -32,6 +35,7 @@ from r1desk.engine.inference.host import LoadOptions, ModelHost, ModelInfo
 from r1desk.engine.inference.snapshots import DEFAULT_DISK_BUDGET, SnapshotStore
 
 SAVE_INTERVAL_SECONDS = 0.5
+MAX_ADAPTER_SCALE = 2.0  # an adapter's effect from 0 (off) to twice what it was trained to do
 
 # DeepSeek's recommendation for the R1 distills: temperature 0.5-0.7 (0.6), top_p 0.95,
 # no system prompt (instructions go into the user turn).
@@ -176,6 +180,8 @@ class ChatService:
             host = ModelHost(snapshots=SnapshotStore(budget=self.snapshot_budget()))
         self.host = host
         self.history.forgotten.append(host.forget)
+        self.adapter_store = Adapters(self.history.db)
+        self._shapes: dict[tuple[str, int, int], ModelShape] = {}
 
     # Saved conversation state -------------------------------------------------------------
     def snapshot_budget(self) -> int:
@@ -281,6 +287,49 @@ class ChatService:
         return Budget(message_tokens=alone, prompt_tokens=prompt, n_ctx=n_ctx, n_ctx_train=model.n_ctx_train,
                       reply_room=room, outcome=outcome)
 
+    # Adapters -----------------------------------------------------------------------------
+    def set_adapters(self, conversation_id: int, adapters: list[tuple[str, float]]) -> None:
+        """The LoRA adapters this conversation's replies are made with, by name, each with a scale
+        from 0 to 2 (1: as trained); [] for the base model alone. From the next reply on."""
+        chosen: list[dict[str, Any]] = []
+        for name, scale in adapters:
+            scale = float(scale)
+            if not 0.0 <= scale <= MAX_ADAPTER_SCALE:
+                raise AdapterError(f"the scale of adapter {name} must be from 0 to {MAX_ADAPTER_SCALE:g}, not {scale:g}",
+                                   facts={"code": "bad-scale", "adapter": name, "scale": scale})
+            self.adapter_store.get(name)  # refused now if there is no such adapter
+            if any(c["name"] == name for c in chosen):
+                raise AdapterError(f"adapter {name} is given twice", facts={"code": "duplicate", "name": name})
+            chosen.append({"name": name, "scale": scale})
+        self.history.update_settings(conversation_id, adapters=chosen)
+
+    def adapters(self, conversation_id: int) -> list[tuple[str, float]]:
+        """The conversation's adapters and their scales, as ``set_adapters`` took them."""
+        settings = self.history.get_conversation(conversation_id).settings
+        return [(a["name"], float(a["scale"])) for a in settings.get("adapters") or []]
+
+    def _model_shape(self, model: ModelInfo) -> ModelShape:
+        st = os.stat(model.path)
+        key = (model.path, st.st_size, st.st_mtime_ns)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = model_shape(model.path)
+        shape.name = model.name
+        return shape
+
+    def _resolve_adapters(self, conversation_id: int, model: ModelInfo) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+        """(what the model process applies, what the reply records) for the conversation's adapters,
+        each checked against the loaded model first."""
+        request: list[list[Any]] = []
+        record: list[dict[str, Any]] = []
+        for name, scale in self.adapters(conversation_id):
+            adapter = self.adapter_store.get(name)
+            check_fits(adapter.facts, self._model_shape(model), adapter=name)
+            path = self.adapter_store.file_for(adapter)
+            request.append([str(path), scale, adapter.sha256, name])
+            record.append({"name": name, "sha256": adapter.sha256, "scale": scale})
+        return request, record
+
     # Conversation -------------------------------------------------------------------------
     # Each of these returns the reply at once; nothing happens until it is read, and its
     # cancel() from this moment on stops that reply, even before anyone starts reading it.
@@ -337,8 +386,20 @@ class ChatService:
         model = self._require_model()
         resolved = params.resolved(model)
         messages = build_messages(self.history.messages(conversation_id), r1=model.is_r1)
-        message_id = self.history.start_reply(conversation_id, model.name, resolved, alternative_of=alternative_of)
+        try:
+            adapters, used = self._resolve_adapters(conversation_id, model)
+        except R1deskError as exc:
+            # Said like any failed reply; the model and the conversation stay as they were.
+            adapters, used, refused = [], [], exc
+        else:
+            refused = None
+        message_id = self.history.start_reply(conversation_id, model.name, resolved, alternative_of=alternative_of,
+                                              adapters=used)
         yield Started(conversation_id, user_id, message_id)
+        if refused is not None:
+            self.history.finish_reply(message_id, "", "", "error", error=str(refused))
+            yield ChatError(str(refused), type(refused).__name__, dict(refused.facts))
+            return
         content: list[str] = []
         reasoning: list[str] = []
         last_save = time.monotonic()
@@ -349,7 +410,7 @@ class ChatService:
         reloaded = False
         # R1 distills whose template does not open the reasoning get "<think>\n" to start with.
         stream = self.host.chat(messages, dict(resolved, open_thinking=model.is_r1), cancel=token,
-                                session=self.history.session_key(conversation_id))
+                                session=self.history.session_key(conversation_id), adapters=adapters)
         try:
             for event in stream:
                 kind = event[0]

@@ -374,12 +374,51 @@ def m005_prompt_reuse(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN reused_from TEXT")
 
 
+def m006_adapters(db: sqlite_utils.Database) -> None:
+    # LoRA adapters live in the database itself (their GGUF bytes in chunks), with what they are;
+    # each reply records which adapters, at which scale, produced it (JSON, NULL for none). A
+    # conversation's chosen adapters are in its settings ("adapters").
+    db.execute(
+        """
+        CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            architecture TEXT NOT NULL,
+            n_embd INTEGER,
+            n_layer INTEGER,
+            rank INTEGER NOT NULL,
+            alpha REAL NOT NULL,
+            target_modules TEXT NOT NULL DEFAULT '[]',
+            base_model TEXT NOT NULL DEFAULT '',
+            tensors TEXT NOT NULL DEFAULT '{}',
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL DEFAULT '',
+            notes TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE adapter_chunks (
+            adapter_id INTEGER NOT NULL REFERENCES adapters(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (adapter_id, seq)
+        )
+        """
+    )
+    db.execute("ALTER TABLE messages ADD COLUMN adapters TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_file_hashes,
     m003_index_replies_when_they_end,
     m004_reply_alternatives,
     m005_prompt_reuse,
+    m006_adapters,
 ]
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import psutil
 
 from r1desk.engine.errors import (
+    AdapterError,
     ContextOverflow,
     HostCrashed,
     ModelLoadFailed,
@@ -96,7 +97,7 @@ class ModelInfo:
 
 
 _ERRORS: dict[str, type[R1deskError]] = {
-    cls.__name__: cls for cls in (ContextOverflow, ModelLoadFailed, NotEnoughMemory, TemplateError)
+    cls.__name__: cls for cls in (AdapterError, ContextOverflow, ModelLoadFailed, NotEnoughMemory, TemplateError)
 }
 
 
@@ -278,10 +279,12 @@ class _Job:
 
 class _Chat(_Job):
     def __init__(self, messages: list[dict[str, Any]], params: dict[str, Any],
-                 template_vars: dict[str, Any], token: CancelToken | None, session: str | None = None):
+                 template_vars: dict[str, Any], token: CancelToken | None, session: str | None = None,
+                 adapters: list | None = None):
         super().__init__(token)
         self.messages, self.params, self.template_vars = messages, params, template_vars
         self.session = session
+        self.adapters = [list(a) for a in adapters or []]
 
     def run(self, core: "_Core") -> None:
         if self.token.cancelled:
@@ -594,7 +597,8 @@ class _Core:
     def stream(self, job: _Chat) -> None:
         """Send one chat request to the model process and pass its events to the job."""
         self.proc.conn.send({"op": "chat", "messages": job.messages, "params": job.params,
-                             "template_vars": job.template_vars, "session": job.session})
+                             "template_vars": job.template_vars, "session": job.session,
+                             "adapters": job.adapters})
         rendered = False
         started = time.monotonic()
         token = job.token
@@ -721,13 +725,15 @@ class ModelHost:
 
     def chat(self, messages: list[dict[str, Any]], params: dict[str, Any],
              template_vars: dict[str, Any] | None = None, *, cancel: CancelToken | None = None,
-             session: str | None = None) -> Generation:
+             session: str | None = None, adapters: list | None = None) -> Generation:
         """Queue a chat request and return its stream at once (see ``Generation``).
 
         ``cancel`` is the caller's token, if it made one before this call: a cancel made on it
         earlier still stops this request. ``session`` names the conversation (see
         ``snapshots.session_key``): its KV state is kept and restored when the conversation comes back.
+        ``adapters``: LoRA adapters to apply, ``[(path, scale, sha256[, name]), ...]`` (checked
+        against the model by the caller); none for the base model alone.
         """
-        job = _Chat(messages, params, template_vars or {}, cancel, session)
+        job = _Chat(messages, params, template_vars or {}, cancel, session, adapters)
         self._core.submit(job)
         return Generation(self._core, job)

@@ -16,9 +16,10 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
-from r1desk.engine.errors import ContextOverflow, ModelLoadFailed, R1deskError
+from r1desk.engine.errors import AdapterError, ContextOverflow, ModelLoadFailed, R1deskError
 from r1desk.engine.inference.reasoning import ThinkSplitter
 from r1desk.engine.inference.snapshots import RamSnapshots, Snapshot, SnapshotStore
 from r1desk.engine.inference.templates import CHATML, ChatTemplate
@@ -47,6 +48,7 @@ class Runner:
         self._eog: dict[int, bool] = {}
         self._abort_cb = None
         self._quiet_log = None  # kept referenced: llama.cpp calls it for every log line
+        self._log_tail: deque[bytes] = deque(maxlen=32)  # its last lines, for saying why it refused something
         # The last prompt + reply as text and as the tokens the model really saw, and the points
         # (characters, tokens) where the two line up; see _tokenize_prompt.
         self._last_text = ""
@@ -56,6 +58,11 @@ class Runner:
         # Conversations' saved KV state (see engine.inference.snapshots).
         self._session: str | None = None  # whose state the cache holds now
         self._identity: dict[str, Any] = {}
+        self._base_identity: dict[str, Any] = {}  # the identity without adapters
+        # LoRA adapters loaded on this model, by sha256 (each once per model; the model frees them
+        # with itself), and the set applied to the context now: sorted (sha256, scale) pairs.
+        self._adapters: dict[str, Any] = {}
+        self._adapter_set: tuple[tuple[str, float], ...] = ()
         self._ram = RamSnapshots(0)
         self._store: SnapshotStore | None = None
         self._writer: _Writer | None = None
@@ -73,7 +80,8 @@ class Runner:
         # llama.cpp's own log lines would reach the user's terminal raw; r1desk says what matters
         # in its own words (the warnings below), and --verbose-style debugging can turn them on.
         if not opts.get("verbose") and self._quiet_log is None:
-            self._quiet_log = llama_cpp.llama_log_callback(lambda _level, _text, _data: None)
+            tail = self._log_tail
+            self._quiet_log = llama_cpp.llama_log_callback(lambda _level, text, _data: tail.append(text or b""))
             llama_cpp.llama_log_set(self._quiet_log, ctypes.c_void_p(0))
 
         kv_types = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
@@ -107,6 +115,8 @@ class Runner:
         llm = self.llm
         self._pieces.clear()
         self._eog.clear()
+        self._adapters.clear()
+        self._adapter_set = ()
         self._forget_context()
         self._batch = llama_cpp.llama_batch_init(DECODE_BATCH, 0, 1)
         # llama.cpp may round the context up; the bindings' buffers keep the requested size.
@@ -147,6 +157,7 @@ class Runner:
                           "kv_type": str(opts.get("kv_type") or "f16").lower(),
                           "flash_attn": bool(opts.get("flash_attn")), "template": self.template.sha256,
                           "llama_cpp": getattr(llama_cpp, "__version__", "")}
+        self._base_identity = dict(self._identity)
         self._ram = RamSnapshots(opts["snapshot_ram_budget"])
         snaps = opts.get("snapshots") or {}
         self._store = SnapshotStore(snaps["dir"], snaps.get("disk_budget", 0)) if snaps.get("dir") else None
@@ -163,8 +174,12 @@ class Runner:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
         if self.llm is not None:
+            # Freeing the model frees the adapters loaded on it (llama_model's destructor deletes
+            # them); freeing them here as well would free them twice.
             self.llm.close()
             self.llm = None
+        self._adapters.clear()
+        self._adapter_set = ()
         self._ram = RamSnapshots(0)
 
     # Tokens -------------------------------------------------------------------------------
@@ -213,6 +228,60 @@ class Runner:
         self._last_text, self._last_tokens, self._marks, self._used_mark = "", [], [], None
         self._session = None
 
+    # Adapters -------------------------------------------------------------------------------
+    def _use_adapters(self, wanted: list) -> None:
+        """Apply exactly these LoRA adapters, ``[(path, scale, sha256[, name]), ...]``, to the context.
+
+        Each is loaded once per model and kept; a change of set or scales is one call to
+        llama.cpp, no reload. What the KV cache holds was computed under the previous set, so on
+        any change it is dropped, and saved states carry the set in their identity.
+        """
+        import llama_cpp
+
+        chosen: list[tuple[str, float]] = []
+        for item in wanted:
+            path, scale, sha = item[0], float(item[1]), str(item[2])
+            name = item[3] if len(item) > 3 else os.path.basename(path)
+            if scale == 0.0:
+                continue  # llama.cpp leaves zero-scale adapters out; so does the identity
+            if sha not in self._adapters:
+                self._log_tail.clear()
+                ptr = llama_cpp.llama_adapter_lora_init(self.llm._model.model, os.fsencode(path))
+                # A failed init returns a NULL pointer object, not None: test its truth.
+                if not ptr:
+                    reason = self._llama_said()
+                    raise AdapterError(f"llama.cpp refused adapter {name}" + (f": {reason}" if reason else ""),
+                                       facts={"code": "rejected", "adapter": name, "reason": reason})
+                self._adapters[sha] = ptr
+            chosen.append((sha, scale))
+        key = tuple(sorted(chosen))
+        if key == self._adapter_set:
+            return
+        ctx = self.llm._ctx.ctx
+        if key:
+            n = len(key)
+            arr = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*[self._adapters[sha] for sha, _ in key])
+            scales = (ctypes.c_float * n)(*[scale for _, scale in key])
+            rc = llama_cpp.llama_set_adapters_lora(ctx, arr, n, scales)
+        else:
+            rc = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        if rc != 0:
+            raise AdapterError(f"llama.cpp could not apply the adapters (code {rc})", facts={"code": "rejected"})
+        self._forget_context()
+        self._adapter_set = key
+        self._identity = dict(self._base_identity)
+        if key:
+            self._identity["adapters"] = [[sha, scale] for sha, scale in key]
+
+    def _llama_said(self) -> str:
+        """llama.cpp's last error line, from its log (what it says when it refuses something)."""
+        for raw in reversed(self._log_tail):
+            line = raw.decode("utf-8", "replace").strip()
+            low = line.lower()
+            if "error" in low or "failed" in low or "mismatch" in low or "incorrect" in low:
+                return line[:300]
+        return ""
+
     # Saved state ----------------------------------------------------------------------------
     def _prepare(self, session: str | None, messages: list[dict[str, Any]], reserve: int,
                  variables: dict[str, Any]) -> tuple[str, list[int], int, str | None]:
@@ -226,6 +295,8 @@ class Runner:
         llm = self.llm
         if session and session != self._session:
             snap, source = self._ram.get(session), "memory"
+            if snap is not None and snap.identity != self._identity:
+                snap = None  # kept under other adapters: its KV means nothing now
             if snap is None and self._store is not None and self._disk_worth_it(session):
                 snap, source = self._store.load(session, self._identity), "disk"
             if snap is not None and snap.kv_tokens < self.n_ctx:
@@ -373,6 +444,7 @@ class Runner:
         reserve = min(max_tokens or 1024, n_ctx // 4)
         variables = dict(req.get("template_vars") or {})
         session = req.get("session")
+        self._use_adapters(req.get("adapters") or [])
         prompt, tokens, dropped, reused_from = self._prepare(session, req["messages"], reserve, variables)
         opened = prompt.rstrip().endswith("<think>")
         if p.get("open_thinking") and not opened and budget != 0:
