@@ -65,8 +65,11 @@ def _gpu_layers(value: str) -> int | str:
               help="Most thinking tokens before the model must answer (0: answer without thinking).")
 @click.option("--hide-reasoning", is_flag=True, help="Do not print the model's reasoning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reply.")
+@click.option("--adapter", "adapter_specs", multiple=True, metavar="NAME[:SCALE]",
+              help="Apply an imported LoRA adapter (see 'r1desk adapters'), at SCALE from 0 to 2 (default 1); "
+              "repeat for several. The conversation keeps them; --adapter none takes them off.")
 def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
-         max_tokens, temperature, top_p, seed, reasoning_budget, hide_reasoning, as_json):
+         max_tokens, temperature, top_p, seed, reasoning_budget, hide_reasoning, as_json, adapter_specs):
     """Chat with MODEL (a .gguf file or a library name)."""
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             reasoning_budget=reasoning_budget)
@@ -74,6 +77,9 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
         prompt = sys.stdin.read()
     if prompt is not None and not prompt.strip():
         raise click.UsageError("the message is empty")
+    from r1desk.cli.adapters import parse_adapter
+
+    chosen = [] if list(adapter_specs) == ["none"] else [parse_adapter(spec) for spec in adapter_specs]
     service = ChatService()
     try:
         options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers),
@@ -94,6 +100,10 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
             if conversation_id is None:
                 conversation_id = service.history.create_conversation(model=info.name)
             service.history.add_message(conversation_id, "system", system)
+        if adapter_specs:
+            if conversation_id is None:
+                conversation_id = service.history.create_conversation(model=info.name)
+            service.set_adapters(conversation_id, chosen)
         if prompt is not None:
             _reply(service, conversation_id, prompt, params, as_json, hide_reasoning, one_shot=True)
             return
