@@ -243,3 +243,19 @@ def test_cancel_leaves_nothing(tiny, tmp_path):
     with pytest.raises(Cancelled):
         list(events)
     assert not list(tmp_path.glob("a.gguf*"))
+
+
+def test_bf16_adapters_are_read_exactly(tiny, tmp_path):
+    # Most adapters are saved in bf16, which numpy cannot hold: the converter widens the bits itself.
+    import gguf
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base, _, _, one, _ = tiny["llama"]
+    half = _copy(one, tmp_path / "bf16")
+    tensors = {k: v.to(torch.bfloat16) for k, v in load_file(one / "adapter_model.safetensors").items()}
+    save_file(tensors, half / "adapter_model.safetensors")
+    list(convert(half, tmp_path / "bf16.gguf", base=base))
+    got = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(tmp_path / "bf16.gguf")).tensors}
+    key = "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"
+    assert np.array_equal(got["blk.0.attn_v.weight.lora_a"], tensors[key].float().numpy())
