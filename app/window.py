@@ -204,11 +204,13 @@ class MainWindow(QMainWindow):
         self.model_button.clicked.connect(self.show_model_picker)
         row.addWidget(self.model_button)
         row.addStretch(1)
+        self.adapters_button = QToolButton(bar)
+        self.adapters_button.clicked.connect(self.show_adapters)
         self.hardware_button = QToolButton(bar)
         self.hardware_button.clicked.connect(self.show_hardware)
         self.settings_button = QToolButton(bar)
         self.settings_button.clicked.connect(self.show_settings)
-        for button in (self.hardware_button, self.settings_button):
+        for button in (self.adapters_button, self.hardware_button, self.settings_button):
             button.setIconSize(QSize(20, 20))
             row.addWidget(button)
         return bar
@@ -697,6 +699,18 @@ class MainWindow(QMainWindow):
         dialog.raise_()
         dialog.activateWindow()
 
+    def show_adapters(self) -> None:
+        from r1desk.app.adapters import AdaptersDialog
+
+        dialog = self._dialogs.get("adapters")
+        if dialog is None:
+            dialog = AdaptersDialog(self)
+            self._dialogs["adapters"] = dialog
+        else:
+            dialog.refresh()  # the conversation may have changed since
+        dialog.show()
+        dialog.raise_()
+
     def show_hardware(self) -> None:
         from r1desk.app.hardware import HardwarePanel
 
@@ -751,6 +765,8 @@ class MainWindow(QMainWindow):
             self.model_button.setText(name or self.tr("Choose a model"))
         self.model_button.setIcon(theme.icon("model"))
         self.model_button.setToolTip(self.tr("Models on this computer and recommended downloads"))
+        self.adapters_button.setIcon(theme.icon("adapters"))
+        self.adapters_button.setToolTip(self.tr("Adapters: fine-tunes applied on top of the model"))
         self.hardware_button.setIcon(theme.icon("hardware"))
         self.hardware_button.setToolTip(self.tr("What this computer can run"))
         self.settings_button.setIcon(theme.icon("settings"))

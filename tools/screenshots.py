@@ -237,6 +237,22 @@ def inner(language: str, out: Path) -> None:
     shot("5-settings-chat")
     dialog.reject()
 
+    # 6. Adapters: one imported (a small LoRA for the tiny model) and chosen for this conversation.
+    from tests.engine.adapters.lora_files import write_lora
+
+    window.show_adapters()
+    panel = window._dialogs["adapters"]
+    panel.resize(760, 560)
+    center(panel)
+    panel.import_path(write_lora(home / "support-tone.gguf"))
+    wait(lambda: panel.worker is None)
+    check, scale = panel.checks["support-tone"]
+    check.setChecked(True)
+    scale.setValue(0.8)
+    panel.apply_to_conversation()
+    shot("6-adapters")
+    panel.close()
+
     window.close()
     workers.wait_for_all(10_000)
     window.chat.close()

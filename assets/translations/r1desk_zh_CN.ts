@@ -2,6 +2,129 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
+    <name>AdaptersDialog</name>
+    <message>
+        <source>No adapters yet. Import a LoRA adapter as a GGUF file, or a PEFT folder (adapter_config.json and adapter_model.safetensors) trained on the loaded model.</source>
+        <translation>还没有适配器。可以导入 GGUF 格式的 LoRA 适配器文件，或在已加载模型上训练得到的 PEFT 文件夹（adapter_config.json 和 adapter_model.safetensors）。</translation>
+    </message>
+    <message>
+        <source>Architecture</source>
+        <translation>架构</translation>
+    </message>
+    <message>
+        <source>Trained on</source>
+        <translation>训练所用模型</translation>
+    </message>
+    <message>
+        <source>not recorded</source>
+        <translation>未记录</translation>
+    </message>
+    <message>
+        <source>Rank, alpha</source>
+        <translation>秩、alpha</translation>
+    </message>
+    <message>
+        <source>Changes</source>
+        <translation>修改的权重</translation>
+    </message>
+    <message>
+        <source>Size</source>
+        <translation>大小</translation>
+    </message>
+    <message>
+        <source>Imported</source>
+        <translation>导入时间</translation>
+    </message>
+    <message>
+        <source>Notes</source>
+        <translation>备注</translation>
+    </message>
+    <message>
+        <source>Import a LoRA adapter</source>
+        <translation>导入 LoRA 适配器</translation>
+    </message>
+    <message>
+        <source>GGUF adapters (*.gguf)</source>
+        <translation>GGUF 适配器 (*.gguf)</translation>
+    </message>
+    <message>
+        <source>Import a PEFT adapter folder</source>
+        <translation>导入 PEFT 适配器文件夹</translation>
+    </message>
+    <message>
+        <source>Load the model this adapter was trained on first: a PEFT folder is converted against it.</source>
+        <translation>请先加载训练这个适配器所用的模型：PEFT 文件夹要依据它来转换。</translation>
+    </message>
+    <message>
+        <source>Importing {name}…</source>
+        <translation>正在导入 {name}…</translation>
+    </message>
+    <message>
+        <source>Imported {name} (rank {rank}, {size}).</source>
+        <translation>已导入 {name}（秩 {rank}，{size}）。</translation>
+    </message>
+    <message>
+        <source>Export the adapter</source>
+        <translation>导出适配器</translation>
+    </message>
+    <message>
+        <source>Wrote {path}.</source>
+        <translation>已写入 {path}。</translation>
+    </message>
+    <message>
+        <source>Removed {name}; replies made with it still say so.</source>
+        <translation>已删除 {name}；用它生成的回复仍会注明。</translation>
+    </message>
+    <message>
+        <source>This conversation&apos;s next replies use: {list}.</source>
+        <translation>这个对话接下来的回复使用：{list}。</translation>
+    </message>
+    <message>
+        <source>This conversation&apos;s next replies use the model alone.</source>
+        <translation>这个对话接下来的回复只用模型本身。</translation>
+    </message>
+    <message>
+        <source>Open or start a conversation to choose the adapters its replies use.</source>
+        <translation>打开或开始一个对话，再为它的回复选择适配器。</translation>
+    </message>
+    <message>
+        <source>Import an adapter to use it here.</source>
+        <translation>导入适配器后即可在这里使用。</translation>
+    </message>
+    <message>
+        <source>Tick the adapters this conversation&apos;s replies use, each with its strength: 1 as trained, 0 off, up to 2. The model is not reloaded.</source>
+        <translation>勾选这个对话的回复要用的适配器，并设置强度：1 为训练时的效果，0 为关闭，最大 2。无需重新加载模型。</translation>
+    </message>
+    <message>
+        <source>Adapters</source>
+        <translation>适配器</translation>
+    </message>
+    <message>
+        <source>Import a GGUF file…</source>
+        <translation>导入 GGUF 文件…</translation>
+    </message>
+    <message>
+        <source>Import a PEFT folder…</source>
+        <translation>导入 PEFT 文件夹…</translation>
+    </message>
+    <message>
+        <source>Export…</source>
+        <translation>导出…</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>删除</translation>
+    </message>
+    <message>
+        <source>This conversation</source>
+        <translation>这个对话</translation>
+    </message>
+    <message>
+        <source>Use these</source>
+        <translation>使用所选</translation>
+    </message>
+</context>
+<context>
     <name>ChatView</name>
     <message>
         <source>What can I help you with?</source>
@@ -865,6 +988,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Models on this computer and recommended downloads</source>
         <translation>这台电脑上的模型和推荐下载</translation>
+    </message>
+    <message>
+        <source>Adapters: fine-tunes applied on top of the model</source>
+        <translation>适配器：叠加在模型之上的微调</translation>
     </message>
     <message>
         <source>What this computer can run</source>
