@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
             self.status.clear_wait()
         shown = reply.conversation_id == self.current_id
         if isinstance(event, (ContentDelta, ReasoningDelta, PromptRead)):
-            reply.context_used = event.tokens if isinstance(event, PromptRead) else reply.context_used + 1
+            reply.context_used = event.tokens if isinstance(event, PromptRead) else reply.context_used + event.tokens
             if shown:
                 self.status.set_context_used(reply.context_used)
         if isinstance(event, PromptRead):

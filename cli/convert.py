@@ -56,3 +56,32 @@ def convert_hf(folder, output, outtype):
         db.conn.close()
     name = model.name if model is not None else target
     click.echo(f"Wrote {target} in {time.monotonic() - started:.1f} s; chat with it: r1desk chat {name}")
+
+
+@convert.command("lora")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--base", required=True, help="The model it was trained on: a GGUF file, its Hugging Face folder or a "
+              "library name.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The GGUF adapter to write.")
+@click.option("--type", "outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"], case_sensitive=False),
+              default="f32", show_default=True, help="Weight type of the adapter.")
+def convert_lora(folder, base, output, outtype):
+    """Convert a PEFT LoRA adapter FOLDER (adapter_config.json, adapter_model.safetensors) to a
+    GGUF adapter llama.cpp loads (--lora); `r1desk adapters import` keeps one in the database."""
+    from r1desk.converters.lora import convert as convert_adapter
+
+    target = Path(os.path.abspath(Path(output).expanduser()))
+    job = convert_adapter(folder, target, base=base, outtype=outtype)
+    bar = ProgressBar()
+    started = time.monotonic()
+    try:
+        for event in job:
+            bar.update(event)
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    finally:
+        bar.close()
+    s = job.summary
+    what = f" ({s.architecture}, rank {s.rank}, changes {', '.join(s.target_modules)})" if s is not None else ""
+    click.echo(f"Wrote {target}{what} in {time.monotonic() - started:.1f} s")

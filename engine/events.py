@@ -108,16 +108,18 @@ class PromptProgress:
 
 @dataclass
 class ReasoningDelta:
-    """More of the model's reasoning (the part inside <think>...</think>)."""
+    """More of the model's reasoning (the part inside <think>...</think>); ``tokens`` it took."""
 
     text: str
+    tokens: int = 1
 
 
 @dataclass
 class ContentDelta:
-    """More of the answer."""
+    """More of the answer; ``tokens`` it took (pieces are gathered when tokens come fast)."""
 
     text: str
+    tokens: int = 1
 
 
 @dataclass

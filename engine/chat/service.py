@@ -431,10 +431,10 @@ class ChatService:
                     first_token = time.monotonic()
                 if kind == "c":
                     content.append(event[1])
-                    yield ContentDelta(event[1])
+                    yield ContentDelta(event[1], event[2] if len(event) > 2 else 1)
                 elif kind == "r":
                     reasoning.append(event[1])
-                    yield ReasoningDelta(event[1])
+                    yield ReasoningDelta(event[1], event[2] if len(event) > 2 else 1)
                 elif kind == "done":
                     stats = event[1]
                     break

@@ -505,6 +505,7 @@ class Runner:
                 seen.append(tok)
                 pending.append(tok)
                 was_reasoning = splitter.in_reasoning
+                out.tokens += 1
                 piece = decoder.decode(self._piece(tok))
                 if piece:
                     text += piece
@@ -760,13 +761,18 @@ class _Sampler:
 
 
 class _Outbox:
-    """Reply text on its way to the parent: the first piece at once, then at most every OUTBOX_SECONDS."""
+    """Reply text on its way to the parent: the first piece at once, then at most every OUTBOX_SECONDS.
+
+    Each message is (kind, text, tokens): how many generated tokens it carries, so the app's
+    count of the context stays right while pieces are gathered.
+    """
 
     def __init__(self, send):
         self._send = send
         self._kind: str | None = None
         self._parts: list[str] = []
         self._last: float | None = None
+        self.tokens = 0  # generated since the last message
 
     def emit(self, parts: list[tuple[str, str]]) -> None:
         for kind, text in parts:
@@ -782,7 +788,8 @@ class _Outbox:
 
     def flush(self, now: float | None = None) -> None:
         if self._parts:
-            self._send((self._kind, "".join(self._parts)))
+            self._send((self._kind, "".join(self._parts), self.tokens))
+            self.tokens = 0
             self._parts = []
             self._last = now if now is not None else time.perf_counter()
 

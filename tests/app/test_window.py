@@ -261,6 +261,8 @@ def test_the_context_counter_follows_the_conversation_and_the_stream(make_window
     qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
     # The prompt, then the reply's pieces as they come (gathered while they come fast), then the total.
     assert len(set(seen)) >= 3 and seen == sorted(seen), "the count did not move while the reply streamed"
+    # Pieces say how many tokens they carry: the count while streaming reaches the reply's total.
+    assert seen[-1] == reply.widget.stats["context_used"], seen
     used = window.status.context[0]
     assert used == reply.widget.stats["context_used"] > 0
     assert window.status.context_label.text() == f"Context {used:,} / 1,024"

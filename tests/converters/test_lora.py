@@ -259,3 +259,23 @@ def test_bf16_adapters_are_read_exactly(tiny, tmp_path):
     got = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(tmp_path / "bf16.gguf")).tensors}
     key = "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"
     assert np.array_equal(got["blk.0.attn_v.weight.lora_a"], tensors[key].float().numpy())
+
+
+def test_the_command_line_converts_a_peft_folder(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    base, _tokenizer, _folder, one, _two = tiny["qwen2"]
+    out = tmp_path / "one.gguf"
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "convert", "lora", str(one), "--base", str(base),
+                           "-o", str(out)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Wrote {out} (qwen2, rank 4" in proc.stdout
+    from r1desk.engine.adapters.check import describe
+
+    facts = describe(out)
+    assert facts.rank == 4 and facts.architecture == "qwen2"
+    # Without --base it is refused before anything is read.
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "convert", "lora", str(one), "-o", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2 and "--base" in proc.stderr
