@@ -456,9 +456,12 @@ class ThinkingSection(QWidget):
         super().changeEvent(event)
 
 
-def stats_text(stats: dict[str, Any]) -> str:
-    """One line of figures for a reply's footer."""
+def stats_text(stats: dict[str, Any], adapters: list[dict[str, Any]] | None = None) -> str:
+    """One line of figures for a reply's footer, and the adapters that made it."""
     parts = []
+    if adapters:
+        parts.append(translate("Stats", "with {adapters}").format(
+            adapters=", ".join(f"{a['name']} × {float(a['scale']):g}" for a in adapters)))
     tokens = stats.get("completion_tokens")
     if tokens:
         parts.append(translate("Stats", "{n} tokens").format(n=tokens))
@@ -513,6 +516,7 @@ class MessageWidget(QFrame):
         self.status = "complete"
         self._error: str | Callable[[], str] | None = None
         self.stats: dict[str, Any] = {}
+        self.adapters: list[dict[str, Any]] = []  # the LoRA adapters that made this reply
         self.prompt_progress: tuple[int, int] | None = None  # (done, total) while a long prompt is read
         self.setObjectName("MessageUser" if role == "user" else "MessageAssistant")
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
@@ -667,6 +671,7 @@ class MessageWidget(QFrame):
         self.status = message.status
         self.error = message.error
         self.stats = dict(message.stats or {})
+        self.adapters = list(getattr(message, "adapters", None) or [])
         if message.status == "cancelled":
             self.stats.setdefault("finish_reason", "cancelled")
         self.model = message.model or self.model
@@ -798,7 +803,7 @@ class MessageWidget(QFrame):
             done, total = self.prompt_progress
             text = self.tr("Reading the prompt… {done} / {total} tokens").format(done=f"{done:,}", total=f"{total:,}")
         else:
-            text = stats_text(self.stats) if self.stats else ""
+            text = stats_text(self.stats, self.adapters) if self.stats else ""
         self.stats_label.setText(text)
 
     def changeEvent(self, event) -> None:  # noqa: N802

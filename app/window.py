@@ -390,6 +390,8 @@ class MainWindow(QMainWindow):
             self.reply.worker.quit()
 
     def _start_reply(self, worker: GeneratorWorker, widget: MessageWidget) -> None:
+        if self.current_id is not None:  # what the footer says made it; a new conversation has none
+            widget.adapters = [{"name": n, "scale": s} for n, s in self.chat.adapters(self.current_id) if s > 0]
         self.reply = Reply(worker=worker, widget=widget, conversation_id=self.current_id)
         worker.yielded.connect(self._on_chat_event)
         worker.errored.connect(self._on_chat_error)

@@ -1571,6 +1571,10 @@ Enter sends, Shift+Enter starts a new line.</source>
 <context>
     <name>Stats</name>
     <message>
+        <source>with {adapters}</source>
+        <translation>使用 {adapters}</translation>
+    </message>
+    <message>
         <source>{n} tokens</source>
         <translation>{n} 个词元</translation>
     </message>

@@ -56,7 +56,11 @@ def test_an_adapter_is_imported_chosen_for_a_conversation_and_changes_its_replie
     adapted = window.chat_view.messages[-1]
     assert adapted.text != base_reply
     saved = window.history.messages(window.current_id)[-1]
-    assert "pirate" in repr(saved.params) + repr(saved.stats) + repr(getattr(saved, "adapters", ""))
+    assert [(a["name"], a["scale"]) for a in saved.adapters] == [("pirate", 1.5)]
+    assert adapted.stats_label.text().startswith("with pirate × 1.5 · ")
+    window.open_conversation(window.current_id)  # from the history, the footer still says it
+    assert window.chat_view.messages[-1].stats_label.text().startswith("with pirate × 1.5 · ")
+    assert not window.chat_view.messages[1].stats_label.text().startswith("with")  # the reply before it
 
     # Export writes the same bytes back out; delete removes it from the list and the choice.
     out = tmp_path / "out.gguf"
