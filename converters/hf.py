@@ -324,13 +324,25 @@ def _protobuf_fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
             raise ValueError("truncated message")
 
 
-def _sentencepiece_vocab(folder: Path, n_vocab: int) -> tuple[list[bytes], list[float], list[int]]:
+# TrainerSpec's unk_id, bos_id, eos_id and pad_id fields -> the names SpecialVocab gives those tokens.
+_SPM_SPECIAL_FIELDS = {40: "unk", 41: "bos", 42: "eos", 43: "pad"}
+
+
+def _sentencepiece_vocab(folder: Path, n_vocab: int) -> tuple[list[bytes], list[float], list[int], dict[str, int]]:
+    """(pieces, scores, token types, special token ids the trainer gave) of tokenizer.model."""
     import gguf
 
     path = folder / "tokenizer.model"
     pieces: list[tuple[str, float, int]] = []
+    trainer_ids: dict[str, int] = {}
     try:
         for field, wire, value in _protobuf_fields(path.read_bytes()):
+            if field == 2 and wire == 2:  # ModelProto.trainer_spec
+                for f, w, v in _protobuf_fields(value):
+                    if f in _SPM_SPECIAL_FIELDS and w == 0:
+                        # int32 fields: -1 (no such token) comes as a 64-bit two's complement varint.
+                        trainer_ids[_SPM_SPECIAL_FIELDS[f]] = v - (1 << 64) if v >= 1 << 63 else v
+                continue
             if field != 1 or wire != 2:  # ModelProto.pieces
                 continue
             text, score, kind = "", 0.0, 1  # SentencePiece.Type NORMAL unless said
@@ -363,7 +375,10 @@ def _sentencepiece_vocab(folder: Path, n_vocab: int) -> tuple[list[bytes], list[
             tokens[i] = t["content"].encode("utf-8")
             scores[i] = -1000.0
             types[i] = int(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
-    return tokens, scores, types
+    # A field left out has sentencepiece_model.proto's default: unk 0, bos 1, eos 2, no pad.
+    trainer_ids = {"unk": 0, "bos": 1, "eos": 2} | trainer_ids
+    special_ids = {name: i for name, i in trainer_ids.items() if 0 <= i < len(pieces)}
+    return tokens, scores, types, special_ids
 
 
 def add_tokenizer(w: Any, folder: Path, arch: str, config: dict) -> str:
@@ -383,13 +398,17 @@ def add_tokenizer(w: Any, folder: Path, arch: str, config: dict) -> str:
         special = gguf.SpecialVocab(folder, n_vocab=len(tokens))
         kind = "WordPiece"
     elif (folder / "tokenizer.model").is_file():
-        tokens_b, scores, types = _sentencepiece_vocab(folder, n_vocab)
+        tokens_b, scores, types, spm_ids = _sentencepiece_vocab(folder, n_vocab)
         w.add_tokenizer_model("llama")
         w.add_tokenizer_pre("default")
         w.add_token_list(tokens_b)
         w.add_token_scores(scores)
         w.add_token_types(types)
         special = gguf.SpecialVocab(folder, n_vocab=len(tokens_b))
+        # Without tokenizer.json, SpecialVocab finds only what config.json names (BOS, EOS), never
+        # the unknown token; tokenizer.model itself says which pieces those are.
+        for name, i in spm_ids.items():
+            special.special_token_ids.setdefault(name, i)
         kind = "SentencePiece"
     elif tok is not None and tok.get("model", {}).get("type") == "BPE":
         tokens, types, pre = _bpe_vocab(tok, folder, n_vocab)

@@ -141,6 +141,97 @@ def test_tokenizer_and_template_carried_over(tiny, tmp_path, family):
         llm.close()
 
 
+# -- a tiny Llama 2 (SentencePiece) folder ----------------------------------------------------
+# Characters CORPUS never has, so SentencePiece spells them in byte pieces.
+BYTE_FALLBACK = "麒麟 ½ Ωmega ✨ 𝔘"
+
+
+@pytest.fixture(scope="module")
+def llama2(tmp_path_factory):
+    """(torch model, tokenizer, folder): tokenizer.model beside tokenizer.json, as Llama 2 is published."""
+    model, tokenizer = tiny_model("llama2")
+    folder = save_folder(model, tokenizer, tmp_path_factory.mktemp("llama2") / "tiny-llama2")
+    return model, tokenizer, folder
+
+
+def _model_only(folder: Path, into: Path) -> Path:
+    """The folder without tokenizer.json, its tokenizer_config.json saying what Llama 2's says of BOS and EOS."""
+    shutil.copytree(folder, into, ignore=shutil.ignore_patterns("tokenizer.json"))
+    config = json.loads((into / "tokenizer_config.json").read_text())
+    config.update(add_bos_token=True, add_eos_token=False)
+    (into / "tokenizer_config.json").write_text(json.dumps(config))
+    return into
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("files", ["published", "model-only"])
+def test_sentencepiece_tokenizer_carried_over(llama2, tmp_path, files):
+    import gguf
+    import sentencepiece as spm
+
+    _, tokenizer, folder = llama2
+    if files == "model-only":
+        folder = _model_only(folder, tmp_path / "tiny-llama2")
+    out = tmp_path / "llama2.gguf"
+    events = _run(folder, out, "f32")
+    assert any("SentencePiece" in e.message for e in events), [e.message for e in events]
+    meta = _metadata(out)
+    assert meta["tokenizer.ggml.model"] == "llama"
+    assert meta["tokenizer.ggml.bos_token_id"] == tokenizer.bos_token_id == 1
+    assert meta["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id == 2
+    assert meta["tokenizer.ggml.unknown_token_id"] == tokenizer.unk_token_id == 0
+    assert meta["tokenizer.ggml.add_bos_token"] is True
+    assert meta.get("tokenizer.ggml.add_eos_token", False) is False
+    assert meta["tokenizer.chat_template"] == (folder / "chat_template.jinja").read_text(encoding="utf-8")
+
+    # The pieces, scores and kinds are tokenizer.model's own, read by r1desk's protobuf reader.
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    fields = gguf.GGUFReader(str(out)).fields
+    tokens, scores, types = (fields[f"tokenizer.ggml.{k}"].contents() for k in ("tokens", "scores", "token_type"))
+    assert tokens == [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    assert np.allclose(scores, [sp.get_score(i) for i in range(sp.get_piece_size())])
+    assert types[:4] == [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, gguf.TokenType.BYTE]
+    assert types.count(gguf.TokenType.BYTE) == 256
+
+    llm = _llama(out, vocab_only=True)
+    try:
+        for kind, text in {**TEXTS, "byte fallback": BYTE_FALLBACK}.items():
+            want = tokenizer(text)["input_ids"]
+            assert want == [sp.bos_id(), *sp.encode(text)], kind  # the reference agrees with SentencePiece
+            assert llm.tokenize(text.encode(), add_bos=True, special=False) == want, kind
+            assert llm.tokenize(text.encode(), add_bos=False, special=False) == want[1:], kind
+            # After the BOS the bindings drop the space SentencePiece put before the text, as transformers does.
+            assert llm.detokenize(want).decode() == tokenizer.decode(want, skip_special_tokens=True) == text, kind
+        assert any(types[i] == gguf.TokenType.BYTE for i in tokenizer(BYTE_FALLBACK)["input_ids"])
+    finally:
+        llm.close()
+
+
+def test_sentencepiece_special_ids_read_from_the_trainer_spec(tmp_path):
+    """Where tokenizer.model puts its unknown, BOS and EOS pieces is read, not assumed (0, 1, 2)."""
+    from r1desk.converters.hf import _sentencepiece_vocab
+
+    from tests.support.tiny_hf import sentencepiece_model
+
+    (tmp_path / "tokenizer.model").write_bytes(sentencepiece_model(unk_id=3, bos_id=0, eos_id=1, pad_id=2))
+    *_, ids = _sentencepiece_vocab(tmp_path, 400)
+    assert ids == {"unk": 3, "bos": 0, "eos": 1, "pad": 2}
+    (tmp_path / "tokenizer.model").write_bytes(sentencepiece_model())
+    *_, ids = _sentencepiece_vocab(tmp_path, 400)
+    assert ids == {"unk": 0, "bos": 1, "eos": 2}  # pad -1: none
+
+
+@pytest.mark.slow
+def test_sentencepiece_model_logits_match_transformers(llama2, tmp_path):
+    model, tokenizer, folder = llama2
+    out = tmp_path / "llama2-f32.gguf"
+    _run(folder, out, "f32")
+    ids = tokenizer(CORPUS[0] + " " + CORPUS[2] + " " + BYTE_FALLBACK)["input_ids"]
+    error = _logit_error(model, out, ids)
+    print(f"llama2 f32: relative max logit error {error:.2e}")
+    assert error < LOGIT_TOLERANCE["f32"], f"llama2 f32: relative max logit error {error:.2e}"
+
+
 # -- the real MiniLM folder ------------------------------------------------------------------
 SENTENCES = [
     "A man is eating food.",

@@ -1,9 +1,10 @@
-"""Tiny random Hugging Face model folders (llama, qwen2) made with transformers, for converter tests.
+"""Tiny random Hugging Face model folders (llama, qwen2, llama-2) made with transformers, for converter tests.
 
-Each has a real byte-level BPE tokenizer trained here on a few sentences of English, Chinese,
-code and emoji (so every byte has a token), the special tokens and chat template its family
-uses, and weights drawn at a scale where attention and the norms matter. Test-only: the
-converters themselves never import torch or transformers.
+Each has a real tokenizer trained here on a few sentences of English, Chinese, code and emoji:
+byte-level BPE for llama (Llama 3) and qwen2, so every byte has a token, and a SentencePiece
+BPE with byte fallback for llama2, as Llama 2 has; the special tokens and chat template its
+family uses, and weights drawn at a scale where attention and the norms matter. Test-only: the
+converters themselves never import torch, transformers or sentencepiece.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
     " + message['content'] + '<|eot_id|>' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+LLAMA2_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}"
 )
 
 
@@ -72,13 +78,70 @@ def byte_level_tokenizer(family: str, vocab_size: int = 420):
                                    chat_template=LLAMA3_TEMPLATE)
 
 
+def sentencepiece_model(vocab_size: int = 400, **ids: int) -> bytes:
+    """A serialized tokenizer.model trained on CORPUS with Llama 2's SentencePiece settings.
+
+    ``ids`` (unk_id, bos_id, eos_id, pad_id) move the special pieces from Llama 2's 0, 1, 2 and no pad.
+    """
+    import io
+
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    # Llama 2's trainer_spec: BPE, digits split, byte fallback, whitespace kept as it is (runs of
+    # spaces become pieces), no normalization, and a "▁" put before the text.
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 4), model_writer=proto, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, split_digits=True, character_coverage=1.0, allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", add_dummy_prefix=True,
+        minloglevel=2, num_threads=1, **{"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1, **ids})
+    return proto.getvalue()
+
+
+def sentencepiece_tokenizer(proto: bytes):
+    """The transformers fast tokenizer Llama 2 folders ship next to their tokenizer.model, for ``proto``.
+
+    Built from the pieces as Llama 2's tokenizer.json is (a "▁" prepended and spaces replaced in
+    the normalizer, BPE with byte fallback, merges from the piece scores, BOS added), since
+    transformers itself needs protobuf to convert a tokenizer.model.
+    """
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.tokenization_utils_base import generate_merges
+
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    n = sp.get_piece_size()
+    vocab = {sp.id_to_piece(i): i for i in range(n)}
+    scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(n)}
+    specials = {sp.id_to_piece(i) for i in range(n) if sp.is_control(i) or sp.is_unknown(i)}
+    unk, bos, eos = (sp.id_to_piece(i) for i in (sp.unk_id(), sp.bos_id(), sp.eos_id()))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=generate_merges(vocab, scores, skip_tokens=specials),
+                               unk_token=unk, fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(content=" ", left=1)])
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1",
+                                                       special_tokens=[(bos, sp.bos_id())])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=unk, bos_token=bos, eos_token=eos,
+                                   add_bos_token=True, add_eos_token=False, chat_template=LLAMA2_TEMPLATE)
+
+
 def tiny_model(family: str, *, seed: int = 0, hidden: int = 64, layers: int = 2):
-    """(model, tokenizer): a random ``family`` causal LM ("llama" or "qwen2") in float32."""
+    """(model, tokenizer): a random ``family`` causal LM ("llama", "llama2" or "qwen2") in float32.
+
+    A llama2 tokenizer carries its tokenizer.model as ``sentencepiece_proto``, for save_folder.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = byte_level_tokenizer("qwen2" if family == "qwen2" else "llama3")
+    if family == "llama2":
+        proto = sentencepiece_model()
+        tokenizer = sentencepiece_tokenizer(proto)
+        tokenizer.sentencepiece_proto = proto
+    else:
+        tokenizer = byte_level_tokenizer("qwen2" if family == "qwen2" else "llama3")
     common = {"vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": hidden * 2,
               "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2,
               "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
@@ -88,8 +151,9 @@ def tiny_model(family: str, *, seed: int = 0, hidden: int = 64, layers: int = 2)
                              eos_token_id=tokenizer.eos_token_id)
         model = Qwen2ForCausalLM(config)
     else:
-        config = LlamaConfig(**common, rope_theta=500_000.0, bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
+        # Llama 2 kept the original RoPE base; Llama 3 raised it.
+        config = LlamaConfig(**common, rope_theta=10_000.0 if family == "llama2" else 500_000.0,
+                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         model = LlamaForCausalLM(config)
     with torch.no_grad():
         # transformers starts norms at one and biases at zero; random ones prove they are mapped.
@@ -102,8 +166,14 @@ def tiny_model(family: str, *, seed: int = 0, hidden: int = 64, layers: int = 2)
 
 
 def save_folder(model, tokenizer, folder: Path, **kwargs) -> Path:
-    """save_pretrained both into ``folder`` (safetensors; kwargs such as max_shard_size pass on)."""
+    """save_pretrained both into ``folder`` (safetensors; kwargs such as max_shard_size pass on).
+
+    A SentencePiece tokenizer also leaves its tokenizer.model there, as Llama 2 folders have it.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True, **kwargs)
     tokenizer.save_pretrained(folder)
+    proto = getattr(tokenizer, "sentencepiece_proto", None)
+    if proto is not None:
+        (folder / "tokenizer.model").write_bytes(proto)
     return folder
