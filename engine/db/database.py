@@ -542,9 +542,37 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = True) -> Database:
-    """Open (creating and migrating as needed) the r1desk database."""
+    """Open (creating and migrating as needed) the r1desk database.
+
+    Two threads or processes opening a new database at the same moment can find it busy in
+    ways SQLite's busy timeout does not cover (switching it to WAL, say): the opening is tried
+    again until the timeout, then refused as locked.
+    """
     path = Path(path) if path is not None else paths.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return _open_once(path, migrate_schema)
+        except sqlite3.OperationalError as exc:
+            if _primary_code(exc) not in (SQLITE_BUSY, SQLITE_LOCKED) or time.monotonic() > deadline:
+                raise _opening_error(exc, path) from exc
+        except DatabaseError as exc:
+            cause = exc.__cause__
+            busy = isinstance(cause, sqlite3.OperationalError) and _primary_code(cause) in (SQLITE_BUSY, SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
+def _opening_error(exc: sqlite3.Error, path: Path) -> BaseException:
+    known = translate(exc, path)
+    if known is not None:
+        return known
+    return DatabaseError(f"{path}: cannot open the database ({exc})", facts={"code": "db-cant-open", "file": str(path)})
+
+
+def _open_once(path: Path, migrate_schema: bool) -> Database:
     conn = None
     try:
         conn = _connect_raw(path)
@@ -572,6 +600,8 @@ def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = Tru
             conn.close()
         if isinstance(exc, R1deskError):
             raise
+        if isinstance(exc, sqlite3.OperationalError) and _primary_code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
+            raise  # open_db tries again
         known = translate(exc, path)
         if known is not None:
             raise known from exc

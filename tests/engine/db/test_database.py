@@ -421,3 +421,29 @@ def test_a_database_at_m004_gains_prompt_reuse_figures(tmp_path: Path, monkeypat
                    {"prompt_tokens": 30, "cached_tokens": 25, "prompt_tokens_read": 5, "reused_from": "disk"})
     stats = h.get_message(after).stats
     assert (stats["cached_tokens"], stats["prompt_tokens_read"], stats["reused_from"]) == (25, 5, "disk")
+
+
+def test_many_threads_opening_a_new_database_at_once_all_get_it(tmp_path: Path) -> None:
+    """Creating, switching to WAL and migrating race when several callers open a new file together."""
+    import threading
+
+    for round_ in range(5):
+        path = tmp_path / f"new-{round_}.db"
+        results: list[object] = []
+        barrier = threading.Barrier(8)
+
+        def opener() -> None:
+            barrier.wait()
+            try:
+                db = storage.open_db(path)
+                results.append(len(list(db.execute("SELECT name FROM _migrations"))))
+                db.conn.close()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                results.append(exc)
+
+        threads = [threading.Thread(target=opener) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == [len(storage.MIGRATIONS)] * 8, results
