@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 
 import click
 
 from r1desk.cli import cli
-from r1desk.cli.models import ProgressBar
+from r1desk.cli.models import run_job
 from r1desk.engine.adapters.store import Adapter, Adapters
 from r1desk.engine.db.database import open_db
 from r1desk.engine.units import human_bytes
@@ -47,20 +46,13 @@ def import_(path, name, base, notes):
 
     db = open_db()
     job = import_adapter(path, name=name, base=base, notes=notes, db=db)
-    bar = ProgressBar()
-    started = time.monotonic()
     try:
-        for event in job:
-            bar.update(event)
-    except KeyboardInterrupt:
-        job.cancel()
-        raise
+        seconds = run_job(job)
     finally:
-        bar.close()
         db.conn.close()
     a = job.adapter
     click.echo(f"Imported {a.name} ({a.architecture}, rank {a.rank}, {human_bytes(a.size)}) in "
-               f"{time.monotonic() - started:.1f} s; use it with: r1desk chat MODEL --adapter {a.name}")
+               f"{seconds:.1f} s; use it with: r1desk chat MODEL --adapter {a.name}")
 
 
 @adapters.command("list")

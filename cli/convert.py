@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import click
 
 from r1desk.cli import cli
-from r1desk.cli.models import ProgressBar
+from r1desk.cli.models import run_job
 from r1desk.engine.events import CancelToken
 
 
@@ -38,24 +37,19 @@ def convert_hf(folder, output, outtype):
     target = Path(os.path.abspath(Path(output).expanduser())) if output else default_output(folder, outtype)
     cancel = CancelToken()
     job = convert_folder(folder, target, outtype=outtype, cancel=cancel)
-    bar = ProgressBar()
-    started = time.monotonic()
-    try:
-        for event in job:
-            bar.update(event)
-    except KeyboardInterrupt:
+
+    def stop() -> None:
         cancel.cancel()
         job.close()  # its cleanup removes the partial file now, not whenever it is collected
-        raise
-    finally:
-        bar.close()
+
+    seconds = run_job(job, stop)
     db = open_db()
     try:
         model = Library(db).by_path(target)
     finally:
         db.conn.close()
     name = model.name if model is not None else target
-    click.echo(f"Wrote {target} in {time.monotonic() - started:.1f} s; chat with it: r1desk chat {name}")
+    click.echo(f"Wrote {target} in {seconds:.1f} s; chat with it: r1desk chat {name}")
 
 
 @convert.command("lora")
@@ -72,16 +66,7 @@ def convert_lora(folder, base, output, outtype):
 
     target = Path(os.path.abspath(Path(output).expanduser()))
     job = convert_adapter(folder, target, base=base, outtype=outtype)
-    bar = ProgressBar()
-    started = time.monotonic()
-    try:
-        for event in job:
-            bar.update(event)
-    except KeyboardInterrupt:
-        job.cancel()
-        raise
-    finally:
-        bar.close()
+    seconds = run_job(job)
     s = job.summary
     what = f" ({s.architecture}, rank {s.rank}, changes {', '.join(s.target_modules)})" if s is not None else ""
-    click.echo(f"Wrote {target}{what} in {time.monotonic() - started:.1f} s")
+    click.echo(f"Wrote {target}{what} in {seconds:.1f} s")

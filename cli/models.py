@@ -71,6 +71,22 @@ class ProgressBar:
             self.width = 0
 
 
+def run_job(job, cancel=None) -> float:
+    """Show a long job's progress events on one ProgressBar; Ctrl+C calls ``cancel`` (the job's
+    own ``cancel()`` by default) and goes on up. Returns the seconds it took."""
+    bar = ProgressBar()
+    started = time.monotonic()
+    try:
+        for event in job:
+            bar.update(event)
+    except KeyboardInterrupt:
+        (cancel or job.cancel)()
+        raise
+    finally:
+        bar.close()
+    return time.monotonic() - started
+
+
 def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None, str | None, str]:
     """(quant, file, a line saying where the choice came from); None, None when there is no recommendation."""
     cat = catalog.load()
@@ -116,17 +132,11 @@ def pull(spec, filename, endpoint, save_endpoint, folder, revision, name, n_ctx)
         click.echo(note, err=True)
     job = dl.Pull(repo, quant=quant if not filename else None, filename=filename, revision=revision,
                   folder=folder, endpoint=endpoint, name=name)
-    bar = ProgressBar()
     try:
-        for event in job:
-            bar.update(event)
+        run_job(job)
     except KeyboardInterrupt:
-        job.cancel()
-        bar.close()
         click.echo("Stopped. What was downloaded is kept; run the same command to resume.", err=True)
         raise
-    finally:
-        bar.close()
     model = job.model
     assert model is not None
     click.echo(f"Ready: {model.name} ({model.quant or '?'}, {human_bytes(model.size)}) at {model.path}")
@@ -232,17 +242,8 @@ def quantize(src, target, output, allow_requantize, threads):
     from r1desk.converters.quantize import Quantize
 
     job = Quantize(src, target, out=output, allow_requantize=allow_requantize, threads=threads)
-    bar = ProgressBar()
-    started = time.monotonic()
-    try:
-        for event in job:
-            bar.update(event)
-    except KeyboardInterrupt:
-        job.cancel()
-        raise
-    finally:
-        bar.close()
+    seconds = run_job(job)
     for note in job.notes:
         click.echo(f"Note: {note}", err=True)
     name = job.model.name if job.model is not None else job.out
-    click.echo(f"Wrote {job.out} in {time.monotonic() - started:.1f} s; chat with it: r1desk chat {name}")
+    click.echo(f"Wrote {job.out} in {seconds:.1f} s; chat with it: r1desk chat {name}")
