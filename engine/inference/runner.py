@@ -67,6 +67,7 @@ class Runner:
         self._store: SnapshotStore | None = None
         self._writer: _Writer | None = None
         self._read_rate: float | None = None  # prompt tokens per second, as last measured
+        self._state_bytes_per_token: float | None = None  # of a saved state, as last made
         self._batch = None
 
     # Loading ------------------------------------------------------------------------------
@@ -320,18 +321,9 @@ class Runner:
             size = self._store.path(session).stat().st_size
         except (OSError, ValueError):
             return False
-        if self._read_rate is None:
+        if self._read_rate is None or self._state_bytes_per_token is None:
             return True
-        return size / DISK_READ_BYTES_PER_SECOND < (size / self._bytes_per_token()) / self._read_rate
-
-    def _bytes_per_token(self) -> float:
-        import llama_cpp
-
-        ctx = self.llm._ctx.ctx
-        n = self.llm.n_tokens
-        if n <= 0:
-            return 1.0
-        return max(1.0, llama_cpp.llama_state_seq_get_size(ctx, 0) / n)
+        return size / DISK_READ_BYTES_PER_SECOND < (size / self._state_bytes_per_token) / self._read_rate
 
     def _restore(self, snap: Snapshot) -> bool:
         import llama_cpp
@@ -367,6 +359,7 @@ class Runner:
         if not n:
             return
         del buf[n:]
+        self._state_bytes_per_token = n / k
         tokens = self._last_tokens if self._last_tokens[:k] == llm.input_ids[:k].tolist() else llm.input_ids[:k].tolist()
         text, marks = (self._last_text, self._marks) if tokens is self._last_tokens else ("", [])
         snap = Snapshot(identity=self._identity, text=text, tokens=list(tokens), kv_tokens=k,
