@@ -43,6 +43,13 @@ def tiny_r1() -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_gguf() -> Path:
+    from tests.support.models import minilm_gguf_path
+
+    return minilm_gguf_path()
+
+
+@pytest.fixture(scope="session")
 def r1_header() -> Path:
     from tests.support.models import r1_header_path
 

@@ -37,6 +37,7 @@ import psutil
 
 from r1desk.engine.errors import (
     AdapterError,
+    Cancelled,
     ContextOverflow,
     HostCrashed,
     ModelLoadFailed,
@@ -52,6 +53,7 @@ from r1desk.engine.processes import child_command, lifeline
 CANCEL_GRACE_SECONDS = 2.0  # a host that has not stopped by then is killed and restarted
 RENDER_TIMEOUT_SECONDS = 15.0  # a chat template that renders longer than this is hostile
 DEFAULT_MAX_CONTEXT = 8192
+EMBED_GROUP = 64  # texts per embedding request to the model process
 
 
 @dataclass
@@ -65,6 +67,7 @@ class LoadOptions:
     kv_type: str = "f16"
     use_mmap: bool = True
     n_batch: int | None = None  # None: llama.cpp's default for where the weights sit (512 CPU, 2048 GPU)
+    embedding: bool = False  # for embeddings (documents), not chat
 
 
 @dataclass
@@ -85,6 +88,8 @@ class ModelInfo:
     file_size: int = 0
     internal_name: str = ""  # general.name inside the file; ``name`` is what the user sees
     snapshot_ram_budget: int = 0  # RAM the model process may keep recent conversations' state in
+    is_embedding: bool = False  # loaded for embeddings, not chat
+    embedding_length: int = 0  # the width of the model's vectors
 
     @property
     def is_r1(self) -> bool:
@@ -163,7 +168,7 @@ def default_threads() -> int:
 def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
     """Concrete load settings: the user's where given, else from the model and the machine."""
     trained = info.context_length or 4096
-    n_ctx = options.n_ctx or min(trained, DEFAULT_MAX_CONTEXT)
+    n_ctx = options.n_ctx or min(trained, DEFAULT_MAX_CONTEXT if not options.embedding else 2048)
     if n_ctx < 16:
         raise ModelLoadFailed(f"a context of {n_ctx} tokens is too small")
     n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads the context to a multiple of 256
@@ -176,6 +181,7 @@ def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
         "kv_type": options.kv_type,
         "use_mmap": bool(options.use_mmap),
         "n_batch": int(options.n_batch) if options.n_batch else None,
+        "embedding": bool(options.embedding),
     }
 
 
@@ -550,6 +556,7 @@ class _Core:
             load_seconds=data["load_seconds"], sampling=data["sampling"], warnings=data["warnings"],
             options=resolved, file_size=Path(path).stat().st_size, internal_name=data["name"],
             snapshot_ram_budget=data.get("snapshot_ram_budget", 0),
+            is_embedding=bool(data.get("is_embedding")), embedding_length=int(data.get("embedding_length") or 0),
         )
         self.load_args = (path, options)
         self.reload_reason = None
@@ -587,8 +594,12 @@ class _Core:
                 pass
 
     def count(self, messages: list[dict[str, Any]]) -> int:
+        return self.ask({"op": "count", "messages": messages})
+
+    def ask(self, request: dict[str, Any]) -> Any:
+        """One request the model process answers with one message (host thread only)."""
         self.ensure_loaded()
-        self.proc.conn.send({"op": "count", "messages": messages})
+        self.proc.conn.send(request)
         reply = self.recv()
         if reply[0] == "error":
             raise _remote_error(reply)
@@ -722,6 +733,32 @@ class ModelHost:
     # Requests -----------------------------------------------------------------------------
     def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         return self._call(lambda core: core.count(messages))
+
+    def embed(self, texts: list[str], token: CancelToken | None = None):
+        """Vectors for ``texts`` from the loaded embedding model: a float32 array (len(texts), width),
+        each row L2-normalised; a text longer than the model takes is cut to fit.
+
+        The texts go to the model process in groups, so a cancel on ``token`` stops between groups
+        (raising Cancelled) and other requests queue between them.
+        """
+        import numpy as np
+
+        info = self.info
+        if info is not None and not info.is_embedding:
+            raise ModelLoadFailed(f"{info.name}: loaded for chat, not for embeddings",
+                                  facts={"code": "not-embedding-model", "model": info.name})
+        parts = []
+        for start in range(0, len(texts), EMBED_GROUP):
+            if token is not None and token.cancelled:
+                raise Cancelled("cancelled")
+            group = list(texts[start:start + EMBED_GROUP])
+            parts.append(self._call(lambda core, group=group: core.ask({"op": "embed", "texts": group})))
+        width = info.embedding_length if info is not None else 0
+        return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
+
+    def count_tokens_of(self, texts: list[str]) -> list[int]:
+        """How many tokens each text is for the loaded model (its special tokens included)."""
+        return self._call(lambda core: core.ask({"op": "token_counts", "texts": list(texts)}))
 
     def chat(self, messages: list[dict[str, Any]], params: dict[str, Any],
              template_vars: dict[str, Any] | None = None, *, cancel: CancelToken | None = None,

@@ -109,6 +109,7 @@ class Runner:
                 flash_attn=bool(opts.get("flash_attn", False)),
                 type_k=kv,
                 type_v=kv,
+                embedding=bool(opts.get("embedding")),
                 verbose=bool(opts.get("verbose", False)),
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -131,7 +132,8 @@ class Runner:
         if n_ctx_train and self.n_ctx > n_ctx_train:
             warnings.append(f"the context ({self.n_ctx:,} tokens) is longer than the {n_ctx_train:,} tokens this "
                             "model was trained for; replies may lose track beyond that")
-        if not source:
+        embedding = bool(opts.get("embedding"))
+        if not source and not embedding:
             warnings.append("the model has no chat template; using ChatML")
         self.template = ChatTemplate(source or CHATML, bos_token=bos, eos_token=eos)
         if self.template.fallback_reason:
@@ -151,6 +153,9 @@ class Runner:
             "load_seconds": time.perf_counter() - t0,
             "warnings": warnings,
             "snapshot_ram_budget": opts["snapshot_ram_budget"],
+            "is_embedding": embedding,
+            "embedding_length": llm.n_embd(),
+            "pooling": llm.pooling_type() if embedding else None,
         }
         st = os.stat(path)
         # What a saved state depends on: the weights, the KV layout, the template, llama.cpp's build.
@@ -225,7 +230,7 @@ class Runner:
     def _forget_context(self) -> None:
         if self.llm is not None:
             self.llm.reset()
-            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            self.llm._ctx.kv_cache_clear()  # (also where a non-causal embedding model has no cache)
         self._last_text, self._last_tokens, self._marks, self._used_mark = "", [], [], None
         self._session = None
 
@@ -429,6 +434,8 @@ class Runner:
         llm = self.llm
         if llm is None:
             raise ModelLoadFailed("no model is loaded")
+        if self.info.get("is_embedding"):
+            raise ModelLoadFailed(f"{self.info.get('name')}: loaded for embeddings, not for chat")
         t_start = time.perf_counter()
         p = req["params"]
         budget = p.get("reasoning_budget")
@@ -629,6 +636,73 @@ class Runner:
     def count(self, messages: list[dict[str, Any]]) -> int:
         return len(self._tokenize(self.template.render(messages)))
 
+    # Embeddings ---------------------------------------------------------------------------
+    def _embedding_tokens(self, text: str) -> list[int]:
+        # The model's special tokens around the text ([CLS] ... [SEP] for BERT), and no more than
+        # one batch, which is also no more than the positions the model was trained for.
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        limit = self.llm.n_batch
+        if len(tokens) > limit:
+            tokens = tokens[: limit - 1] + tokens[-1:]
+        return tokens
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        if self.llm is None:
+            raise ModelLoadFailed("no model is loaded")
+        return [len(self.llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)) for t in texts]
+
+    def embed(self, texts: list[str]):
+        """One pooled, L2-normalised vector per text, many texts per batch (a float32 array)."""
+        import llama_cpp
+        import numpy as np
+
+        llm = self.llm
+        if llm is None:
+            raise ModelLoadFailed("no model is loaded")
+        if not self.info.get("is_embedding"):
+            raise ModelLoadFailed(f"{self.info.get('name')}: loaded for chat, not for embeddings")
+        if llm.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            raise ModelLoadFailed(f"{self.info.get('name')}: the model gives no pooled embedding "
+                                  "(it is not an embedding model)")
+        ctx = llm._ctx.ctx
+        n_embd, n_batch = llm.n_embd(), llm.n_batch
+        n_seq_max = max(1, int(llm.context_params.n_seq_max))
+        out = np.empty((len(texts), n_embd), dtype=np.float32)
+        batch = llm._batch
+        pending: list[int] = []  # rows of out in the batch being filled
+        used = 0
+
+        def run() -> None:
+            llm._ctx.kv_cache_clear()
+            rc = llama_cpp.llama_decode(ctx, batch.batch)
+            if rc != 0:
+                raise ModelLoadFailed(f"llama.cpp failed while embedding (llama_decode returned {rc})")
+            for seq, row in enumerate(pending):
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq)
+                if not ptr:
+                    raise ModelLoadFailed("llama.cpp gave no embedding for a text")
+                out[row] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
+            batch.reset()
+            pending.clear()
+
+        batch.reset()
+        for row, text in enumerate(texts):
+            tokens = self._embedding_tokens(text)
+            if not tokens:
+                tokens = self._embedding_tokens(" ")
+            if pending and (used + len(tokens) > n_batch or len(pending) >= n_seq_max):
+                run()
+                used = 0
+            batch.add_sequence(tokens, len(pending), True)
+            pending.append(row)
+            used += len(tokens)
+        if pending:
+            run()
+        llm._ctx.kv_cache_clear()
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, 1e-12)
+        return out
+
     # Loop ---------------------------------------------------------------------------------
     def serve(self) -> None:
         while True:
@@ -644,6 +718,10 @@ class Runner:
                     self.chat(req)
                 elif op == "count":
                     self.conn.send(("count", self.count(req["messages"])))
+                elif op == "embed":
+                    self.conn.send(("embedded", self.embed(req["texts"])))
+                elif op == "token_counts":
+                    self.conn.send(("token_counts", self.token_counts(req["texts"])))
                 elif op == "forget":
                     self.forget(req["session"])
                 elif op == "snapshots":
@@ -704,7 +782,12 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
     ram_budget = min(int((opts.get("snapshots") or {}).get("ram_budget", 0)), spare)
     # Unless the user chose: llama.cpp's own defaults, 2048 where the weights sit on a GPU.
     n_batch = int(opts.get("n_batch") or (2048 if int(ngl) > 0 else 512))
-    return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl), n_batch=n_batch, n_ubatch=min(n_batch, 512),
+    n_ubatch = min(n_batch, 512)
+    if opts.get("embedding"):
+        # A BERT-style (non-causal) model must see each text in one micro-batch, or llama.cpp
+        # aborts; a text is cut to the batch, which may not pass the positions it was trained for.
+        n_batch = n_ubatch = min(n_ctx, max(512, n_batch))
+    return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl), n_batch=n_batch, n_ubatch=n_ubatch,
                 snapshot_ram_budget=ram_budget), notes
 
 

