@@ -7,6 +7,13 @@ edited once released; each runs in its own transaction and is recorded in ``_mig
 SQLite's own failures (busy, disk full, read-only, damaged) become r1desk's error kinds here
 and nowhere else, whichever statement raised them. One connection may serve several threads:
 each statement, and each transaction as a whole, holds the connection's lock.
+
+The SQLite library is sqlean-py, not the standard library's ``sqlite3``: many Pythons are
+built without loadable extensions, and the document index needs the sqlite-vec extension on
+every connection. sqlean's exception classes are not ``sqlite3``'s; ``SQLITE_ERRORS`` and its
+siblings name both, so a connection from either library is understood. Nothing may open
+r1desk's database through ``sqlite3`` while r1desk has it open: two copies of SQLite in one
+process do not see each other's POSIX locks, and closing one copy's file drops the other's.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import sqlean
 import sqlite_utils
+import sqlite_vec
 
 from r1desk.engine import paths
 from r1desk.engine.errors import DatabaseError, DiskFull, R1deskError
@@ -28,10 +37,35 @@ from r1desk.engine.errors import DatabaseError, DiskFull, R1deskError
 BUSY_TIMEOUT_SECONDS = 10.0
 
 
-def _connect_raw(path: Path) -> sqlite3.Connection:
-    """The single place that decides which SQLite library r1desk uses."""
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                           check_same_thread=False)
+# The SQLite library every r1desk connection comes from (its module has the DB-API names:
+# ``sqlite.OperationalError``, ``sqlite.IntegrityError``...).
+sqlite = sqlean
+
+# Errors of either library: r1desk's own connections (sqlean) and a plain ``sqlite3`` one
+# handed to ``Database`` (a read-only view, a test).
+SQLITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sqlean.Error)
+OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, sqlean.OperationalError)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlean.DatabaseError)
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlean.IntegrityError)
+
+
+def _connect_raw(path: Path) -> Any:
+    """The single place that decides which SQLite library r1desk uses, and what it loads.
+
+    Every connection gets sqlite-vec (vector search for the document index); extension
+    loading is switched off again at once, so no SQL statement can load another library.
+    """
+    conn = sqlean.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                          check_same_thread=False)
+    try:
+        conn.enable_load_extension(True)
+        try:
+            sqlite_vec.load(conn)
+        finally:
+            conn.enable_load_extension(False)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -56,7 +90,7 @@ _CODE_BY_MESSAGE = (
 )
 
 
-def _primary_code(exc: sqlite3.Error) -> int | None:
+def _primary_code(exc: BaseException) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF
@@ -66,7 +100,7 @@ def _primary_code(exc: sqlite3.Error) -> int | None:
 
 def translate(exc: BaseException, path: str | os.PathLike) -> R1deskError | None:
     """The r1desk error for a failure of the machine or the file; None for anything else (a bug)."""
-    if not isinstance(exc, sqlite3.Error):
+    if not isinstance(exc, SQLITE_ERRORS):
         return None
     code = _primary_code(exc)
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
@@ -103,7 +137,7 @@ def sqlite_errors(path: str | os.PathLike) -> Iterator[None]:
     """Turn SQLite's failures of the disk or the file inside the block into r1desk's errors."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         known = translate(exc, path)
         if known is None:
             raise
@@ -117,7 +151,7 @@ class _Rows:
     another thread's COMMIT or ROLLBACK would reach into it.
     """
 
-    def __init__(self, cursor: sqlite3.Cursor):
+    def __init__(self, cursor: Any):
         self.description = cursor.description
         self.lastrowid = cursor.lastrowid
         self.rowcount = cursor.rowcount
@@ -157,7 +191,7 @@ class Database(sqlite_utils.Database):
     its COMMIT, so one thread's statements never land inside another thread's transaction.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str | os.PathLike):
+    def __init__(self, conn: Any, path: str | os.PathLike):
         self.path = str(path)
         self.lock = threading.RLock()
         self._depth = 0  # nesting of transaction() blocks of the thread holding the lock
@@ -514,7 +548,7 @@ def transaction(db: sqlite_utils.Database, *, immediate: bool = True) -> Iterato
         db._depth = 0
         try:
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except SQLITE_ERRORS as exc:
             _roll_back(db, exc)
             known = translate(exc, db.path)
             if known is None:
@@ -528,7 +562,7 @@ _checked: set[str] = set()
 _checked_lock = threading.Lock()
 
 
-def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+def _quick_check(conn: Any, path: Path) -> None:
     key = os.path.realpath(path)
     with _checked_lock:
         if key in _checked:
@@ -554,18 +588,18 @@ def open_db(path: str | os.PathLike | None = None, *, migrate_schema: bool = Tru
     while True:
         try:
             return _open_once(path, migrate_schema)
-        except sqlite3.OperationalError as exc:
+        except OPERATIONAL_ERRORS as exc:
             if _primary_code(exc) not in (SQLITE_BUSY, SQLITE_LOCKED) or time.monotonic() > deadline:
                 raise _opening_error(exc, path) from exc
         except DatabaseError as exc:
             cause = exc.__cause__
-            busy = isinstance(cause, sqlite3.OperationalError) and _primary_code(cause) in (SQLITE_BUSY, SQLITE_LOCKED)
+            busy = isinstance(cause, OPERATIONAL_ERRORS) and _primary_code(cause) in (SQLITE_BUSY, SQLITE_LOCKED)
             if not busy or time.monotonic() > deadline:
                 raise
         time.sleep(0.05)
 
 
-def _opening_error(exc: sqlite3.Error, path: Path) -> BaseException:
+def _opening_error(exc: BaseException, path: Path) -> BaseException:
     known = translate(exc, path)
     if known is not None:
         return known
@@ -579,7 +613,7 @@ def _open_once(path: Path, migrate_schema: bool) -> Database:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
+        except OPERATIONAL_ERRORS as exc:
             if _primary_code(exc) != SQLITE_READONLY:
                 raise
             # A read-only file still opens for reading (and exporting); each write says why it failed.
@@ -600,12 +634,12 @@ def _open_once(path: Path, migrate_schema: bool) -> Database:
             conn.close()
         if isinstance(exc, R1deskError):
             raise
-        if isinstance(exc, sqlite3.OperationalError) and _primary_code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
+        if isinstance(exc, OPERATIONAL_ERRORS) and _primary_code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
             raise  # open_db tries again
         known = translate(exc, path)
         if known is not None:
             raise known from exc
-        if isinstance(exc, sqlite3.DatabaseError):
+        if isinstance(exc, DATABASE_ERRORS):
             raise DatabaseError(f"{path}: cannot open the database ({exc})",
                                 facts={"code": "db-cant-open", "file": str(path)}) from exc
         raise

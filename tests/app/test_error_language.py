@@ -148,8 +148,6 @@ def worded_in_both(exc: BaseException, *names: str) -> tuple[str, str]:
 
 def test_database_failures_are_worded_whole_in_both_languages(qtbot, tmp_path):
     """A real damaged file, a read-only one, one in use, a full one, one from a newer r1desk."""
-    import sqlite3
-
     from r1desk.app.main import startup_failure
     from r1desk.engine.chat.history import History
     from r1desk.engine.db import database as storage
@@ -162,13 +160,13 @@ def test_database_failures_are_worded_whole_in_both_languages(qtbot, tmp_path):
     history.db.close()
     caught = {}
 
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn = storage.sqlite.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     with pytest.raises(DatabaseError) as info:
         storage.set_setting(storage.Database(conn, p), "k", 1)
     conn.close()
     caught["read-only"] = info.value
     db = storage.open_db(p)
-    other = sqlite3.connect(p, isolation_level=None)
+    other = storage.sqlite.connect(p, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
     db.execute("PRAGMA busy_timeout = 50")
     with pytest.raises(DatabaseError) as info:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +54,7 @@ def test_failed_migration_leaves_old_schema(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(storage, "MIGRATIONS", [*storage.MIGRATIONS, m002_broken])
     with pytest.raises(RuntimeError):
         storage.open_db(tmp_path / "r1.db")
-    conn = sqlite3.connect(tmp_path / "r1.db")
+    conn = storage.sqlite.connect(tmp_path / "r1.db")
     assert "half_done" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")] == applied
 
@@ -109,7 +108,7 @@ def test_read_only_database_is_a_clear_error_and_reading_still_works(tmp_path: P
     db = storage.open_db(p)
     storage.set_setting(db, "kept", "yes")
     db.close()
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn = storage.sqlite.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     ro = storage.Database(conn, p)
     assert storage.get_setting(ro, "kept") == "yes"
     with pytest.raises(DatabaseError) as info:
@@ -201,8 +200,8 @@ def test_a_failing_rollback_never_hides_the_first_error(tmp_path: Path) -> None:
     db = storage.open_db(tmp_path / "r1.db")
 
     def no_rollback(action, arg1, arg2, dbname, source):
-        denied = action == sqlite3.SQLITE_TRANSACTION and arg1 == "ROLLBACK"
-        return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
+        denied = action == storage.sqlite.SQLITE_TRANSACTION and arg1 == "ROLLBACK"
+        return storage.sqlite.SQLITE_DENY if denied else storage.sqlite.SQLITE_OK
 
     with pytest.raises(ValueError, match="the first error"), storage.transaction(db):
         storage.set_setting(db, "half", "done")
@@ -216,7 +215,9 @@ def test_a_failing_rollback_never_hides_the_first_error(tmp_path: Path) -> None:
 def test_a_locked_database_is_a_clear_error(tmp_path: Path) -> None:
     p = tmp_path / "r1.db"
     db = storage.open_db(p)
-    other = sqlite3.connect(p, isolation_level=None)
+    # Through r1desk's own SQLite library: a second copy of SQLite in the same process would not
+    # see its locks (POSIX locks belong to the process), so it could not stand for another program.
+    other = storage.sqlite.connect(p, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
     try:
         db.execute("PRAGMA busy_timeout = 50")
@@ -232,9 +233,9 @@ def test_a_locked_database_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_bugs_stay_bugs(tmp_path: Path) -> None:
     db = storage.open_db(tmp_path / "r1.db")
-    with pytest.raises(sqlite3.OperationalError, match="syntax error"):
+    with pytest.raises(storage.sqlite.OperationalError, match="syntax error"):
         db.execute("SELEKT 1")
-    with pytest.raises(sqlite3.IntegrityError), storage.transaction(db):
+    with pytest.raises(storage.sqlite.IntegrityError), storage.transaction(db):
         db.execute("INSERT INTO settings (key, value, updated_at) VALUES ('k', NULL, 0)")
 
 
@@ -244,7 +245,7 @@ def test_bugs_stay_bugs(tmp_path: Path) -> None:
 
 def _damage(path: Path) -> None:
     """Overwrite a page in the middle of a table with garbage, as a failing disk might."""
-    conn = sqlite3.connect(path)
+    conn = storage.sqlite.connect(path)
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.close()
