@@ -91,3 +91,7 @@ class AdapterError(R1deskError):
     ``facts["code"]`` says which: not-lora, wrong-architecture, wrong-shape, wrong-layers,
     unsupported, duplicate, no-such-adapter, rejected (llama.cpp refused it).
     """
+
+
+class DocumentError(R1deskError):
+    """A document cannot be read for the index; ``facts["code"]`` is one of ``engine.docs.extract.PROBLEMS``."""
