@@ -7,7 +7,8 @@
 # llama.cpp is compiled for this machine's accelerator (CUDA when nvcc and an NVIDIA driver are
 # present, Metal on Apple Silicon) but never with -march=native: a native build can enable AMX
 # kernels that crash on some Xeon CPUs, and a portable build runs on any x86-64 CPU with AVX2.
-# R1DESK_CMAKE_ARGS replaces the choice. The compiled wheel is kept in a cache keyed by those
+# GGML_RPC adds llama.cpp's RPC backend, with which one model is split over several machines
+# that run rpc-server. R1DESK_CMAKE_ARGS replaces the choice. The compiled wheel is kept in a cache keyed by those
 # flags, so later runs take seconds.
 set -euo pipefail
 
@@ -52,9 +53,9 @@ llama_version="${llama_version:-0.3.36}"
 if [ -n "${R1DESK_CMAKE_ARGS:-}" ]; then
     cmake_args="$R1DESK_CMAKE_ARGS"
 else
-    cmake_args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+    cmake_args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DGGML_RPC=ON"
     if [ "$(uname -s)" = "Darwin" ]; then
-        cmake_args="-DLLAVA_BUILD=OFF"  # Metal is on by default on Apple Silicon
+        cmake_args="-DLLAVA_BUILD=OFF -DGGML_RPC=ON"  # Metal is on by default on Apple Silicon
     elif command -v nvcc >/dev/null 2>&1 && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
         cmake_args="$cmake_args -DGGML_CUDA=on"
     fi
