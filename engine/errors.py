@@ -95,3 +95,12 @@ class AdapterError(R1deskError):
 
 class DocumentError(R1deskError):
     """A document cannot be read for the index; ``facts["code"]`` is one of ``engine.docs.extract.PROBLEMS``."""
+
+
+class CollectionError(R1deskError):
+    """A collection of documents cannot do what was asked.
+
+    ``facts["code"]`` says why: bad-collection-name, no-such-path, no-vectors (vector search
+    in a collection indexed without an embedding model), other-embedding-model (the query's
+    model is not the one that made the collection's vectors), not-embedding-model.
+    """

@@ -446,6 +446,166 @@ def m006_adapters(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN adapters TEXT")
 
 
+def m007_documents(db: sqlite_utils.Database) -> None:
+    # Chat with local files: collections of folders and files, each file's state (so a rescan
+    # reads only what changed, and a file that could not be read says why), its chunks, and two
+    # full-text indexes over them. Vectors live in one sqlite-vec table per collection
+    # (``chunk_vectors_<id>``, created by engine/docs/store.py with the embedding model's
+    # width); ``embedding_model`` says which model made them.
+    db.execute(
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            embedding_model TEXT,
+            embedding_dim INTEGER,
+            vectors_version INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE collection_roots (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('folder', 'file')),
+            watched INTEGER NOT NULL DEFAULT 0,
+            added_at REAL NOT NULL,
+            UNIQUE (collection_id, path)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            size INTEGER,
+            mtime_ns INTEGER,
+            sha256 TEXT,
+            status TEXT NOT NULL CHECK (status IN ('indexed', 'problem')),
+            problem TEXT,
+            reason TEXT,
+            note TEXT,
+            format TEXT,
+            title TEXT,
+            pages INTEGER,
+            chunks INTEGER NOT NULL DEFAULT 0,
+            embedding_model TEXT,
+            indexed_at REAL NOT NULL,
+            UNIQUE (collection_id, path)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            page INTEGER,
+            page_end INTEGER,
+            line_start INTEGER,
+            line_end INTEGER,
+            heading_path TEXT NOT NULL DEFAULT '[]',
+            char_start INTEGER,
+            char_end INTEGER,
+            tokens INTEGER,
+            UNIQUE (document_id, ordinal)
+        )
+        """
+    )
+    db.execute("CREATE INDEX chunks_collection ON chunks(collection_id)")
+    # Trigram finds any substring of three or more characters, Chinese included, and exact
+    # identifiers; its BM25 ranks English words poorly. ``chunks_words`` ranks words: English
+    # through the Porter stemmer, Chinese as overlapping character pairs (most Chinese words
+    # are two characters, and a pair needs no dictionary). Its text is prepared in Python, so
+    # it keeps no copy of its own (contentless, deletable by rowid).
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE chunks_trigram USING fts5(
+            text, content='chunks', content_rowid='id', tokenize='trigram'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE chunks_words USING fts5(
+            text, content='', contentless_delete=1, tokenize='porter unicode61 remove_diacritics 2'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_trigram(rowid, text) VALUES (new.id, new.text);
+        END
+        """
+    )
+    # Also fired by the cascades from documents and collections: virtual tables have no
+    # foreign keys of their own.
+    db.execute(
+        """
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_trigram(chunks_trigram, rowid, text) VALUES ('delete', old.id, old.text);
+            DELETE FROM chunks_words WHERE rowid = old.id;
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER chunks_au AFTER UPDATE OF text ON chunks BEGIN
+            INSERT INTO chunks_trigram(chunks_trigram, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO chunks_trigram(rowid, text) VALUES (new.id, new.text);
+        END
+        """
+    )
+    # The collections a conversation answers from (zero or more), kept with it.
+    db.execute(
+        """
+        CREATE TABLE conversation_collections (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (conversation_id, collection_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX conversation_collections_collection ON conversation_collections(collection_id)")
+    # The sources a reply was given, numbered as its [n] markers. The path, place and excerpt
+    # are copied: the reply keeps its sources when the file is re-indexed or its collection goes.
+    db.execute(
+        """
+        CREATE TABLE message_sources (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            n INTEGER NOT NULL,
+            collection TEXT,
+            document_id INTEGER REFERENCES documents(id) ON DELETE SET NULL,
+            chunk_id INTEGER REFERENCES chunks(id) ON DELETE SET NULL,
+            path TEXT NOT NULL,
+            page INTEGER,
+            line_start INTEGER,
+            line_end INTEGER,
+            heading_path TEXT NOT NULL DEFAULT '[]',
+            excerpt TEXT NOT NULL DEFAULT '',
+            char_start INTEGER,
+            char_end INTEGER,
+            score REAL,
+            UNIQUE (message_id, n)
+        )
+        """
+    )
+    db.execute("CREATE INDEX message_sources_document ON message_sources(document_id)")
+    db.execute("CREATE INDEX message_sources_chunk ON message_sources(chunk_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_file_hashes,
@@ -453,6 +613,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_reply_alternatives,
     m005_prompt_reuse,
     m006_adapters,
+    m007_documents,
 ]
 
 

@@ -1,0 +1,562 @@
+"""Finding the passages of the user's documents that answer a question, within the room the chat model has.
+
+Three rankings of a collection's chunks, each good where the others are weak:
+
+- ``chunks_words`` BM25: English words through the Porter stemmer, Chinese as character pairs,
+  so "电池" (two characters, too short for trigram search) and "replaced"/"replacement" match;
+- ``chunks_trigram`` BM25: any substring of three or more characters (identifiers, part
+  numbers, Chinese phrases), weak at ranking English, so it counts less;
+- vector similarity (sqlite-vec, or a matrix in memory for a long-lived app): questions that
+  share no word with the passage that answers them.
+
+Modes: ``fts`` fuses the two full-text rankings, ``vector`` is similarity alone, ``hybrid``
+fuses all three by weighted reciprocal rank fusion (RRF): a chunk scores the sum of
+``weight / (60 + rank)`` over the rankings it appears in. RRF needs no calibration between
+BM25 scores and cosine similarities, which have nothing in common, and a chunk that two
+rankings agree on rises above one that only one ranking likes.
+
+``retrieve`` turns the best chunks into ``Source``s for a prompt: as many as fit the token
+budget the caller gives (the chat model's context left after the conversation), each grown
+by its neighbouring chunks when room is left, numbered as the [n] markers of the answer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from r1desk.engine.db.database import Database
+from r1desk.engine.docs import store
+from r1desk.engine.docs.store import Collection, StoredChunk, words_text
+from r1desk.engine.errors import CollectionError
+
+MODES = ("hybrid", "fts", "vector")
+RRF_K = 60
+CANDIDATES = 50  # chunks each ranking contributes to the fusion
+# Weights of the rankings in the fusion. Trigram BM25 counts little in English (it scores
+# letter triples, not words) but finds what the other two cannot.
+WEIGHTS = {"words": 1.0, "trigram": 0.5, "vector": 1.0}
+SOURCE_OVERHEAD_TOKENS = 24  # the line naming a source in the prompt: [n], file, page, headings
+DEFAULT_K = 8
+
+CountTokens = Callable[[list[str]], list[int]]
+
+# Words a question is made of that say nothing about what it asks (their BM25 weight is near
+# zero anyway, but each one matches nearly every chunk, which costs time on large collections).
+STOPWORDS = frozenset("""
+a an and are as at be been being but by can could did do does doing for from had has have having he her
+his how i if in into is it its me my of on or our she should so than that the their them then there these
+they this those to was we were what when where which while who whom why will with would you your
+tell about please know find give much many any some
+""".split())
+# Question words of Chinese, as the character pairs they index to.
+CJK_STOP_PAIRS = frozenset("什么 怎么 怎样 多少 哪些 哪个 哪里 哪儿 为什 是否 如何 请问 是什 么时 时候 一下 告诉 我们 你们".split())
+
+
+@dataclass
+class Hit:
+    """A chunk one search found: its place in each ranking (1 = best) and its fused score."""
+
+    chunk_id: int
+    collection: str
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+    similarity: float | None = None  # cosine similarity to the question, when vectors were searched
+    bm25: float | None = None  # BM25 of chunks_words (higher is better)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    mode: str
+    notes: list[str] = field(default_factory=list)  # what the user should know (no vectors yet...)
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """A passage given to the chat model, as its answer cites it ([n]) and the app opens it.
+
+    ``text`` is the excerpt (the chunk, grown by its neighbours when there was room); ``page``
+    and ``line_start``/``line_end`` say where it is; ``char_start``/``char_end`` are its
+    offsets in the document's extracted text, for highlighting; ``chunk_ids`` are every chunk
+    it covers, ``chunk_id`` the one that matched.
+    """
+
+    n: int
+    collection: str
+    path: str
+    text: str
+    score: float
+    document_id: int
+    chunk_id: int
+    chunk_ids: list[int]
+    page: int | None = None
+    page_end: int | None = None
+    line_start: int | None = None
+    line_end: int | None = None
+    headings: list[str] = field(default_factory=list)
+    char_start: int | None = None
+    char_end: int | None = None
+    similarity: float | None = None
+    ranks: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+
+    @property
+    def excerpt(self) -> str:
+        return self.text
+
+    @property
+    def place(self) -> str:
+        """Where in the file, in words: "page 3", "pages 3-4", "lines 10-24"."""
+        if self.page is not None:
+            if self.page_end and self.page_end != self.page:
+                return f"pages {self.page}-{self.page_end}"
+            return f"page {self.page}"
+        if self.line_start is not None:
+            if self.line_end and self.line_end != self.line_start:
+                return f"lines {self.line_start}-{self.line_end}"
+            return f"line {self.line_start}"
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["place"] = self.place
+        return d
+
+
+# ---------------------------------------------------------------------------------------
+# Full-text queries.
+
+
+def query_terms(query: str) -> list[str]:
+    """The terms of ``query`` for ``chunks_words``: words less stop words, Chinese as pairs."""
+    terms = []
+    for token in re.findall(r"[^\W_]+", words_text(query)):
+        low = token.lower()
+        if low in STOPWORDS or low in CJK_STOP_PAIRS:
+            continue
+        if low not in terms:
+            terms.append(low)
+    if not terms:  # a question made only of stop words still means something
+        terms = list(dict.fromkeys(t.lower() for t in re.findall(r"[^\W_]+", words_text(query))))
+    return terms
+
+
+def _quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _trigram_terms(query: str) -> list[str]:
+    """Pieces of ``query`` trigram search can find: runs of three or more word characters."""
+    out = []
+    for piece in re.findall(r"\w{3,}", query):
+        low = piece.lower()
+        if low not in STOPWORDS and low not in out:
+            out.append(low)
+    return out
+
+
+def _ids(collections: Sequence[Collection]) -> tuple[str, list[int]]:
+    ids = [c.id for c in collections]
+    return ",".join("?" * len(ids)), ids
+
+
+def words_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    """(chunk id, BM25 higher-is-better) from ``chunks_words``, best first."""
+    terms = query_terms(query)
+    if not terms or not collections:
+        return []
+    marks, ids = _ids(collections)
+    match = " OR ".join(_quote(t) for t in terms)
+    rows = db.execute(
+        f"SELECT w.rowid, w.rank FROM chunks_words w JOIN chunks c ON c.id = w.rowid "
+        f"WHERE chunks_words MATCH ? AND c.collection_id IN ({marks}) ORDER BY w.rank LIMIT ?",
+        [match, *ids, limit]).fetchall()
+    return [(int(r[0]), -float(r[1])) for r in rows]
+
+
+def trigram_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    terms = _trigram_terms(query)
+    if not terms or not collections:
+        return []
+    marks, ids = _ids(collections)
+    match = " OR ".join(_quote(t) for t in terms)
+    rows = db.execute(
+        f"SELECT t.rowid, t.rank FROM chunks_trigram t JOIN chunks c ON c.id = t.rowid "
+        f"WHERE chunks_trigram MATCH ? AND c.collection_id IN ({marks}) ORDER BY t.rank LIMIT ?",
+        [match, *ids, limit]).fetchall()
+    return [(int(r[0]), -float(r[1])) for r in rows]
+
+
+def substring_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    """For a query of one or two characters that neither index can take: chunks holding it, most often first."""
+    needle = query.strip()
+    if not needle or not collections:
+        return []
+    marks, ids = _ids(collections)
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = db.execute(
+        f"SELECT id, (length(text) - length(replace(text, ?, ''))) / length(?) AS n FROM chunks "
+        f"WHERE collection_id IN ({marks}) AND text LIKE ? ESCAPE '\\' ORDER BY n DESC, id LIMIT ?",
+        [needle, needle, *ids, f"%{escaped}%", limit]).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------
+# Vectors.
+
+
+class VectorCache:
+    """Collections' vectors held in memory as one matrix each, for a long-lived app.
+
+    sqlite-vec scans its table from SQLite pages on every query; a matrix product over the same
+    vectors is several times faster. A collection's matrix is read again when its
+    ``vectors_version`` changed (any vector written or deleted since). Collections whose
+    vectors would take more than ``max_bytes`` are left to sqlite-vec.
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20):
+        self.max_bytes = max_bytes
+        self._held: dict[tuple[str, int], tuple[int, str, np.ndarray, np.ndarray]] = {}
+
+    def _matrix(self, db: Database, collection: Collection) -> tuple[np.ndarray, np.ndarray] | None:
+        key = (db.path, collection.id)
+        held = self._held.get(key)
+        if held is not None and held[0] == collection.vectors_version and held[1] == collection.embedding_model:
+            return held[2], held[3]
+        counts = store.row_counts(db, collection)
+        if counts["vectors"] * (collection.embedding_dim or 0) * 4 > self.max_bytes:
+            self._held.pop(key, None)
+            return None
+        ids, matrix = store.all_vectors(db, collection)
+        self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
+        return ids, matrix
+
+    def nearest(self, db: Database, collection: Collection, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        held = self._matrix(db, collection)
+        if held is None:
+            return store.nearest(db, collection, query, k)
+        ids, matrix = held
+        if not len(ids):
+            return []
+        sims = matrix @ np.asarray(query, dtype=np.float32)
+        k = min(k, len(ids))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(int(ids[i]), float(sims[i])) for i in top]
+
+    def forget(self) -> None:
+        self._held.clear()
+
+
+def vector_ranking(db: Database, collections: Sequence[Collection], query_vector: np.ndarray,
+                   limit: int = CANDIDATES, cache: VectorCache | None = None) -> list[tuple[int, float]]:
+    """(chunk id, cosine similarity) over the collections, best first."""
+    found: list[tuple[int, float]] = []
+    for collection in collections:
+        if cache is not None:
+            found += cache.nearest(db, collection, query_vector, limit)
+        else:
+            found += store.nearest(db, collection, query_vector, limit)
+    found.sort(key=lambda p: -p[1])
+    return found[:limit]
+
+
+# ---------------------------------------------------------------------------------------
+# Search.
+
+
+def _resolve(db: Database, collections: Sequence[Collection | str]) -> list[Collection]:
+    out = []
+    for c in collections:
+        out.append(c if isinstance(c, Collection) else store.get_collection(db, c))
+    return out
+
+
+def _fuse(rankings: dict[str, list[tuple[int, float]]], weights: dict[str, float]) -> dict[int, tuple[float, dict[str, int]]]:
+    fused: dict[int, tuple[float, dict[str, int]]] = {}
+    for name, ranking in rankings.items():
+        w = weights.get(name, 1.0)
+        for rank, (chunk_id, _score) in enumerate(ranking, start=1):
+            score, ranks = fused.get(chunk_id, (0.0, {}))
+            ranks[name] = rank
+            fused[chunk_id] = (score + w / (RRF_K + rank), ranks)
+    return fused
+
+
+def search(db: Database, collections: Sequence[Collection | str], query: str, *, mode: str = "hybrid",
+           k: int = DEFAULT_K, embedder: Any = None, cache: VectorCache | None = None,
+           weights: dict[str, float] | None = None) -> SearchResult:
+    """The ``k`` chunks of ``collections`` that best match ``query``, ranked by ``mode``.
+
+    ``embedder`` (an ``engine.docs.embedder.Embedder``) embeds the question; vector search
+    only covers collections whose vectors come from that same model. Without it, or where no
+    collection has its vectors, ``hybrid`` is full-text only and says so in ``notes``;
+    ``vector`` mode is refused.
+    """
+    if mode not in MODES:
+        raise CollectionError(f"unknown search mode {mode!r} (choose {', '.join(MODES)})",
+                              facts={"code": "bad-search-mode", "mode": mode})
+    chosen = _resolve(db, collections)
+    result = SearchResult(hits=[], mode=mode)
+    query = query.strip()
+    if not query or not chosen:
+        return result
+    weights = {**WEIGHTS, **(weights or {})}
+    rankings: dict[str, list[tuple[int, float]]] = {}
+    t0 = time.perf_counter()
+
+    if mode in ("fts", "hybrid"):
+        terms = query_terms(query)
+        if terms:
+            rankings["words"] = words_ranking(db, chosen, query)
+        trigram = trigram_ranking(db, chosen, query)
+        if trigram:
+            rankings["trigram"] = trigram
+        if not rankings.get("words") and not trigram and len(query) < 3:
+            # One or two characters that are neither a word nor a Chinese pair ("电", "x1").
+            rankings["substring"] = substring_ranking(db, chosen, query)
+        result.seconds["fts"] = time.perf_counter() - t0
+
+    similarity: dict[int, float] = {}
+    if mode in ("vector", "hybrid"):
+        searchable = _vector_collections(chosen, embedder, result)
+        if searchable:
+            t1 = time.perf_counter()
+            qv = embedder.embed_query(query)
+            t2 = time.perf_counter()
+            ranking = vector_ranking(db, searchable, qv, cache=cache)
+            rankings["vector"] = ranking
+            similarity = dict(ranking)
+            result.seconds["embed"] = t2 - t1
+            result.seconds["vector"] = time.perf_counter() - t2
+        elif mode == "vector":
+            reason = result.notes[0] if result.notes else "no collection has vectors"
+            raise CollectionError(f"vector search is not possible: {reason}",
+                                  facts={"code": "no-vectors", **(result.facts[0] if result.facts else {})})
+
+    fused = _fuse(rankings, weights)
+    words_score = dict(rankings.get("words", []))
+    names = {c.id: c.name for c in chosen}
+    owner = _owners(db, list(fused))
+    ordered = sorted(fused.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+    for chunk_id, (score, ranks) in ordered:
+        if mode == "vector":
+            score = similarity.get(chunk_id, 0.0)
+        elif mode == "fts" and "words" in ranks and len(rankings) == 1:
+            score = words_score[chunk_id]
+        result.hits.append(Hit(chunk_id, names.get(owner.get(chunk_id), ""), score, ranks,
+                               similarity.get(chunk_id), words_score.get(chunk_id)))
+    result.seconds["total"] = time.perf_counter() - t0
+    return result
+
+
+def _owners(db: Database, chunk_ids: list[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for start in range(0, len(chunk_ids), 500):
+        part = chunk_ids[start:start + 500]
+        marks = ",".join("?" * len(part))
+        out.update((int(a), int(b)) for a, b in db.execute(
+            f"SELECT id, collection_id FROM chunks WHERE id IN ({marks})", part).fetchall())
+    return out
+
+
+def _vector_collections(collections: list[Collection], embedder: Any, result: SearchResult) -> list[Collection]:
+    if embedder is None:
+        if any(c.embedding_model for c in collections):
+            result.notes.append("no embedding model is loaded: full-text search only")
+            result.facts.append({"code": "no-embedding-model"})
+        else:
+            result.notes.append("the collection has no vectors (indexed without an embedding model): full-text search only")
+            result.facts.append({"code": "no-vectors"})
+        return []
+    out = []
+    for c in collections:
+        if c.embedding_model is None:
+            result.notes.append(f"{c.name} has no vectors yet: full-text search only there")
+            result.facts.append({"code": "no-vectors", "collection": c.name})
+        elif c.embedding_model != embedder.model_id:
+            result.notes.append(f"{c.name} was embedded with {c.embedding_model}, not {embedder.model_id}: "
+                                "full-text search only there until it is indexed again with this model")
+            result.facts.append({"code": "other-embedding-model", "collection": c.name,
+                                 "model": c.embedding_model, "query_model": embedder.model_id})
+        else:
+            out.append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Sources for a prompt.
+
+
+def _stitch(first: str, second: str) -> str:
+    """``first`` then ``second``, without the sentences the second repeats (chunks overlap)."""
+    probe = second[: min(60, len(second))]
+    if probe:
+        at = first.rfind(probe, max(0, len(first) - 4 * len(second) - 200))
+        if at >= 0 and second.startswith(first[at:]):
+            return first[:at] + second
+    return first.rstrip() + "\n" + second.lstrip()
+
+
+@dataclass
+class _Picked:
+    hit: Hit
+    doc_id: int
+    chunks: list[StoredChunk]  # contiguous, in ordinal order
+
+    @property
+    def first(self) -> int:
+        return self.chunks[0].ordinal
+
+    @property
+    def last(self) -> int:
+        return self.chunks[-1].ordinal
+
+    def text(self) -> str:
+        out = self.chunks[0].text
+        for c in self.chunks[1:]:
+            out = _stitch(out, c.text)
+        return out
+
+
+def _default_counter() -> CountTokens:
+    from r1desk.engine.docs.chunking import approx_tokens
+
+    return approx_tokens
+
+
+def retrieve(db: Database, collections: Sequence[Collection | str], query: str, budget: int | None,
+             embedder: Any = None, *, mode: str = "hybrid", k: int = DEFAULT_K, neighbours: int = 1,
+             count_tokens: CountTokens | None = None, cache: VectorCache | None = None,
+             notes: list[str] | None = None) -> list[Source]:
+    """The sources to put in the prompt for ``query``: at most ``k``, fitting ``budget`` tokens.
+
+    ``budget``: tokens of the chat model left for sources (None: no limit); ``count_tokens``
+    counts them (the chat model's tokenizer; an estimate when not given). The best chunks are
+    taken first, whole; then each, best first, grows by up to ``neighbours`` chunks on each
+    side while room is left. A hit next to one already taken joins it instead of standing
+    alone. Sources are numbered from 1 in rank order. ``notes``, when given, receives what the
+    user should know about the search (full-text only, and why).
+    """
+    count = count_tokens or _default_counter()
+    result = search(db, collections, query, mode=mode, k=max(3 * k, 20), embedder=embedder, cache=cache)
+    if notes is not None:
+        notes.extend(result.notes)
+    if not result.hits:
+        return []
+    chunks = store.chunks_by_id(db, [h.chunk_id for h in result.hits])
+    picked: list[_Picked] = []
+    left = budget if budget is not None else None
+    for hit in result.hits:
+        if len(picked) >= k:
+            break
+        chunk = chunks.get(hit.chunk_id)
+        if chunk is None:
+            continue  # deleted since the search (a watched file changed)
+        joined = _join_adjacent(db, picked, chunk, count, left)
+        if joined is not None:
+            if left is not None:
+                left -= joined
+            continue
+        cost = count([chunk.text])[0] + SOURCE_OVERHEAD_TOKENS
+        if left is not None and cost > left:
+            if picked or left < SOURCE_OVERHEAD_TOKENS + 16:
+                continue  # a shorter passage further down may still fit
+            chunk = _cut_to(chunk, left - SOURCE_OVERHEAD_TOKENS, count)
+            cost = left
+        picked.append(_Picked(hit, chunk.document_id, [chunk]))
+        if left is not None:
+            left -= cost
+    if neighbours > 0 and picked:
+        left = _grow(db, picked, neighbours, count, left)
+    return _sources(db, picked, count)
+
+
+def _join_adjacent(db: Database, picked: list[_Picked], chunk: StoredChunk, count: CountTokens,
+                   left: int | None) -> int | None:
+    """If ``chunk`` touches or lies in a source already taken, add it there; returns the tokens it cost."""
+    for p in picked:
+        if p.doc_id != chunk.document_id:
+            continue
+        if p.first <= chunk.ordinal <= p.last:
+            return 0
+        if chunk.ordinal in (p.first - 1, p.last + 1):
+            before = count([p.text()])[0]
+            trial = [chunk, *p.chunks] if chunk.ordinal < p.first else [*p.chunks, chunk]
+            after = count([_Picked(p.hit, p.doc_id, trial).text()])[0]
+            if left is not None and after - before > left:
+                return None
+            p.chunks = trial
+            return after - before
+    return None
+
+
+def _grow(db: Database, picked: list[_Picked], neighbours: int, count: CountTokens, left: int | None) -> int | None:
+    for p in picked:
+        for _ in range(neighbours):
+            for side in (-1, 1):
+                ordinal = p.first - 1 if side < 0 else p.last + 1
+                if any(q is not p and q.doc_id == p.doc_id and q.first <= ordinal <= q.last for q in picked):
+                    continue
+                row = db.execute(
+                    "SELECT id, document_id, ordinal, text, page, page_end, line_start, line_end, heading_path, "
+                    "char_start, char_end, tokens FROM chunks WHERE document_id = ? AND ordinal = ?",
+                    [p.doc_id, ordinal]).fetchone()
+                if row is None:
+                    continue
+                neighbour = store._stored_chunk(row)
+                if neighbour.headings != p.chunks[0].headings:
+                    continue  # another section: it is not the context of this passage
+                before = count([p.text()])[0]
+                trial = [neighbour, *p.chunks] if side < 0 else [*p.chunks, neighbour]
+                after = count([_Picked(p.hit, p.doc_id, trial).text()])[0]
+                if left is not None and after - before > left:
+                    continue
+                p.chunks = trial
+                if left is not None:
+                    left -= after - before
+    return left
+
+
+def _cut_to(chunk: StoredChunk, tokens: int, count: CountTokens) -> StoredChunk:
+    """The chunk with its text cut to about ``tokens`` (the budget is smaller than one chunk)."""
+    text = chunk.text
+    have = max(1, count([text])[0])
+    while have > tokens and len(text) > 1:
+        text = text[: max(1, int(len(text) * tokens / have * 0.95))]
+        have = count([text])[0]
+    cut = StoredChunk(**{**chunk.__dict__, "text": text})
+    if cut.char_start is not None:
+        cut.char_end = cut.char_start + len(text)
+    return cut
+
+
+def _sources(db: Database, picked: list[_Picked], count: CountTokens) -> list[Source]:
+    paths = {}
+    doc_ids = list({p.doc_id for p in picked})
+    marks = ",".join("?" * len(doc_ids))
+    for doc_id, path in db.execute(f"SELECT id, path FROM documents WHERE id IN ({marks})", doc_ids).fetchall():
+        paths[doc_id] = path
+    out = []
+    for n, p in enumerate(picked, start=1):
+        first, last = p.chunks[0], p.chunks[-1]
+        text = p.text()
+        pages = [c.page for c in p.chunks if c.page is not None] + [c.page_end for c in p.chunks if c.page_end is not None]
+        lines_start = [c.line_start for c in p.chunks if c.line_start is not None]
+        lines_end = [c.line_end for c in p.chunks if c.line_end is not None]
+        out.append(Source(
+            n=n, collection=p.hit.collection, path=paths.get(p.doc_id, ""), text=text, score=p.hit.score,
+            document_id=p.doc_id, chunk_id=p.hit.chunk_id, chunk_ids=[c.id for c in p.chunks],
+            page=min(pages) if pages else None, page_end=max(pages) if pages else None,
+            line_start=min(lines_start) if lines_start else None, line_end=max(lines_end) if lines_end else None,
+            headings=list(first.headings), char_start=first.char_start, char_end=last.char_end,
+            similarity=p.hit.similarity, ranks=dict(p.hit.ranks), tokens=count([text])[0],
+        ))
+    return out
