@@ -170,11 +170,17 @@ _CONTROL = bytes(set(range(32)) - {8, 9, 10, 11, 12, 13, 27})
 
 def binary_reason(head: bytes) -> str | None:
     """Why these first bytes of a file are not text, or None if they may be (UTF-16/32 are text)."""
-    if _bom(head)[0] or _utf16_without_bom(head):
-        return None
+    wide, skip = _bom(head)
+    wide = wide or _utf16_without_bom(head)
+    if wide:
+        sample = head[skip:len(head) - len(head) % 4].decode(wide, errors="replace")
+        controls = sum(1 for ch in sample if ch < " " and ch not in "\t\n\r\f\v\b\x1b")
+        return "it is mostly control characters" if controls > 0.03 * max(1, len(sample)) else None
     for magic, what in _MAGIC:
         if head.startswith(magic):
             return f"it is {what}"
+    if head.startswith(b"MZ") and b"\x00" in head[:64]:
+        return "it is a Windows program"
     if head.startswith(b"RIFF") and head[8:12] in _RIFF:
         return f"it is {_RIFF[head[8:12]]}"
     if b"\x00" in head:
@@ -780,8 +786,9 @@ def _pdf_outline(reader) -> dict[int, list[tuple[int, str]]]:
 _PARA_END = re.compile(r"[.!?。！？:：;；\"'”’)）]\s*$")
 
 
-def _pdf_paragraphs(text: str) -> list[list[str]]:
-    """A page's lines grouped into paragraphs: at blank lines, and after a short line that ends a sentence."""
+def _pdf_paragraphs(text: str, titles: frozenset[str] = frozenset()) -> list[list[str]]:
+    """A page's lines grouped into paragraphs: at blank lines, after a short line that ends a
+    sentence, and around a line that is one of ``titles`` (the page's bookmarks)."""
     lines = [ln.rstrip() for ln in text.split("\n")]
     widths = sorted(len(ln) for ln in lines if ln.strip())
     if not widths:
@@ -792,6 +799,9 @@ def _pdf_paragraphs(text: str) -> list[list[str]]:
         if not ln.strip():
             if paras[-1]:
                 paras.append([])
+            continue
+        if titles and _clean_heading(ln) in titles:
+            paras += [[ln], []]
             continue
         paras[-1].append(ln)
         if _PARA_END.search(ln) and len(ln) < 0.8 * full:
@@ -827,6 +837,8 @@ def _pdf(fh: BinaryIO, st: os.stat_result, path: Path, limits: Limits) -> Extrac
     outline = _pdf_outline(reader)
     try:
         title = _clean_heading(str(reader.metadata.title)) if reader.metadata and reader.metadata.title else None
+        if title and title.lower() in ("untitled", "untitled document"):
+            title = None
     except Exception:  # noqa: BLE001 - damaged metadata costs only the title
         title = None
     out = _Joined(limits.max_text_bytes)
@@ -849,7 +861,7 @@ def _pdf(fh: BinaryIO, st: os.stat_result, path: Path, limits: Limits) -> Extrac
             continue
         read = number
         marks = list(outline.get(index, []))
-        paras = _pdf_paragraphs(page_text)
+        paras = _pdf_paragraphs(page_text, frozenset(title for _, title in marks))
         # A bookmark whose title is a line of the page starts there; one that is not, at the page's top.
         for level, name in [m for m in marks if not any(_clean_heading(" ".join(p)) == m[1] for p in paras)]:
             out.add(name, "heading", headings.enter(level, name), page=number, level=level)
