@@ -307,3 +307,63 @@ def test_kill_9_mid_run_then_index_again(tmp_path: Path, minilm_gguf, embedder, 
     assert not finished & set(extractor.read)
     assert len(embedder.texts) == final["chunks"] - kept["chunks"] == final["vectors"] - kept["vectors"]
     assert final["documents"] == 40
+
+
+# ---------------------------------------------------------------------------------------
+# Watched folders, for real: inotify on a temporary folder.
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("not within the time allowed")
+
+
+def test_a_watched_folder_picks_up_a_new_file_a_change_and_a_deletion(tmp_path: Path, embedder) -> None:
+    from r1desk.engine.docs.watch import Watcher
+
+    files = write_corpus(tmp_path / "docs", files=3)
+    (tmp_path / "docs" / "sub").mkdir()
+    db = storage.open_db(tmp_path / "r1.db")
+    run(db, "notes", [tmp_path / "docs"], embedder=embedder, watch=True)
+    c = store.get_collection(db, "notes")
+    assert c.roots[0].watched
+    seen: list[tuple[str, index.IndexProgress]] = []
+    errors: list[BaseException] = []
+    with Watcher(db, embedder=embedder, debounce=0.3, on_event=lambda n, e: seen.append((n, e)),
+                 on_error=lambda n, e: errors.append(e)) as watcher:
+        assert watcher.watching == {"notes": [str(tmp_path / "docs")]}
+        embedder.texts.clear()
+        new = tmp_path / "docs" / "sub" / "zeppelin.md"
+        new.write_text("# Airships\n\nThe zeppelin LZ 129 had a hydrogen lift gas.\n", encoding="utf-8")
+        (tmp_path / "docs" / ".hidden.md").write_text("never indexed\n", encoding="utf-8")
+        (tmp_path / "docs" / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+        wait_for(lambda: store.document_by_path(db, c, str(new)) is not None)
+        assert any("zeppelin" in t for t in embedder.texts)
+        files[0].unlink()
+        wait_for(lambda: store.document_by_path(db, c, str(files[0])) is None)
+        files[1].write_text("# Rewritten\n\nNow about lighthouses and their lenses.\n", encoding="utf-8")
+        wait_for(lambda: "lighthouses" in " ".join(ch.text for d in store.documents(db, c) for ch in store.chunks_of(db, d.id)))
+    assert errors == []
+    names = {Path(d.path).name for d in store.documents(db, c)}
+    assert names == {"zeppelin.md", "note-01.md", "note-02.md"}  # neither the hidden file nor the photo
+    assert all(n == "notes" for n, _ in seen) and any(e.phase == "done" for _, e in seen)
+    consistent(db)
+
+
+def test_a_folder_moved_into_a_watched_folder_is_indexed_whole(tmp_path: Path) -> None:
+    from r1desk.engine.docs.watch import Watcher
+
+    write_corpus(tmp_path / "docs", files=1)
+    outside = write_corpus(tmp_path / "outside" / "batch", files=4)
+    db = storage.open_db(tmp_path / "r1.db")
+    run(db, "notes", [tmp_path / "docs"], watch=True)
+    c = store.get_collection(db, "notes")
+    with Watcher(db, debounce=0.3):
+        (tmp_path / "outside" / "batch").rename(tmp_path / "docs" / "batch")
+        wait_for(lambda: store.row_counts(db, c)["documents"] == 1 + len(outside))
+        (tmp_path / "docs" / "batch").rename(tmp_path / "gone")
+        wait_for(lambda: store.row_counts(db, c)["documents"] == 1)
