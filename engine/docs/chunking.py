@@ -232,8 +232,10 @@ def chunk_document(doc: Extracted, *, count_tokens: CountTokens = approx_tokens,
 
 def _tail(text: str, blocks: list[Block], group: list[Piece], room: int) -> list[Piece]:
     """The end of a chunk that the next one repeats, within ``room`` tokens: whole pieces from the
-    end while they fit, then the end of the piece that does not, cut at its last sentences (lines
-    for code and rows), else at clauses, spaces or, in prose, anywhere. Never the whole chunk."""
+    end while they fit, then the end of the piece that does not: its last sentences (lines, for
+    code and rows), else its last clause, else its last sentence if it is at most twice the room,
+    else its last words; inside a run of text with no sentence mark, its last characters.
+    Never the whole chunk, and nothing when nothing fits."""
     out: list[Piece] = []
     left = room
     for i in range(len(group) - 1, -1, -1):
@@ -244,33 +246,39 @@ def _tail(text: str, blocks: list[Block], group: list[Piece], room: int) -> list
             continue
         if left <= 0 or (out and i > 0):
             break  # what is repeated starts at a piece's start when it can
-        # Only the end of the piece can be repeated: cuts are looked for there (the part before
-        # the first cut is never taken).
-        window = max(s, e - max(256, 8 * left))
+        # Only the end of the piece can be repeated: cuts are looked for there. The part before
+        # the first cut is taken only if it is whole and not the chunk's first piece.
+        window = max(s, e - max(256, 16 * left))
+        skip = 1 if window > s or i == 0 else 0
         scale = tokens / max(1, approx_tokens([text[s:e]])[0])  # the counter in use, not the estimate, decides
-        prose = blocks[bi].kind not in ("code", "row")
-        cutters: list = [_sentence_cuts, _CLAUSE, _SPACES] if prose and not out else [
-            _sentence_cuts if prose else _NEWLINE]
-        for cutter in cutters:
-            cuts = cutter(text, window, e) if callable(cutter) else _pattern_cuts(cutter, text, window, e)
-            parts = _pieces(text, window, e, cuts)[1:]
+
+        def last(cuts: list[int], allowed: int) -> list[Piece]:
+            parts = _pieces(text, window, e, cuts)[skip:]
+            estimates = approx_tokens([text[a:b] for a, b in parts])
             taken: list[Piece] = []
-            if parts:
-                estimates = approx_tokens([text[a:b] for a, b in parts])
-                for (a, b), estimate in zip(reversed(parts), reversed(estimates)):
-                    cost = math.ceil(estimate * scale)
-                    if cost > left:
-                        break
-                    taken.insert(0, (a, b, bi, cost))
-                    left -= cost
-            if taken:
-                out[:0] = taken
-                break
-        else:
-            if prose and not out and e - s > 1:
+            spent = 0
+            for (a, b), estimate in zip(reversed(parts), reversed(estimates)):
+                cost = math.ceil(estimate * scale)
+                if spent + cost > allowed:
+                    break
+                taken.insert(0, (a, b, bi, cost))
+                spent += cost
+            return taken
+
+        if blocks[bi].kind in ("code", "row"):
+            out[:0] = last(_pattern_cuts(_NEWLINE, text, window, e), left)
+            break
+        sentences = _sentence_cuts(text, window, e)
+        taken = last(sentences, left)
+        if not taken and not out:
+            taken = last(_pattern_cuts(_CLAUSE, text, window, e), left) or last(sentences, 2 * left)
+            if not taken and _MARKS.search(text, s, e) is not None:
+                taken = last(_pattern_cuts(_SPACES, text, window, e), left)
+            elif not taken and e - s > 1:
                 size = int((e - s) * left / max(tokens, 1))
                 if 0 < size < e - s:
-                    out.insert(0, (e - size, e, bi, left))
+                    taken = [(e - size, e, bi, left)]
+        out[:0] = taken
         break
     return out
 
