@@ -43,12 +43,19 @@ class ProgressBar:
 
     def update(self, ev: Progress) -> None:
         fraction = ev.fraction
+        # Bytes unless the event counts something else (indexing counts files, at chunks/s).
+        unit = getattr(ev, "unit", None)
         if fraction is not None:
             filled = int(fraction * 24)
             bar = "█" * filled + "░" * (24 - filled)
-            figures = f" {bar} {fraction * 100:5.1f}%  {human_bytes(ev.done)}/{human_bytes(ev.total)}"
-            if ev.speed:
-                figures += f"  {human_bytes(ev.speed)}/s  ETA {_duration(ev.eta)}"
+            if unit:
+                figures = f" {bar} {fraction * 100:5.1f}%  {ev.done}/{ev.total} {unit}"
+                if ev.speed:
+                    figures += f"  {ev.speed:.1f} {getattr(ev, 'speed_unit', unit)}/s  ETA {_duration(ev.eta)}"
+            else:
+                figures = f" {bar} {fraction * 100:5.1f}%  {human_bytes(ev.done)}/{human_bytes(ev.total)}"
+                if ev.speed:
+                    figures += f"  {human_bytes(ev.speed)}/s  ETA {_duration(ev.eta)}"
         else:
             figures = ""
         line = f"{ev.message}{figures}"

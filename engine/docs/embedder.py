@@ -21,6 +21,12 @@ import numpy as np
 from r1desk.engine.errors import CollectionError
 from r1desk.engine.events import CancelToken
 
+# The setting naming the embedding model new collections use (a library name or a path).
+DEFAULT_SETTING = "docs.embedding_model"
+# Where each embedding model that made vectors was loaded from, by ``model_id`` (so a search
+# finds the model of a collection indexed with a file that is not in the library).
+FILES_SETTING = "docs.embedding_files"
+
 # Prefixes known for embedding models, by a piece of their file name (lower case).
 KNOWN_PREFIXES: dict[str, tuple[str, str]] = {
     "qwen3-embedding": ("Instruct: Given a question, retrieve passages of the user's documents that answer it\nQuery:", ""),
@@ -46,6 +52,46 @@ class Embedder(Protocol):
 
 def model_id_for(path: str | os.PathLike, size: int, dim: int) -> str:
     return f"{Path(path).name} ({size} bytes, {dim} dimensions)"
+
+
+def model_file(db: Any, name: str | None = None, collection: Any = None) -> Path | None:
+    """The embedding model file to use: ``name`` (a library name or a path) if given, else the
+    one that made ``collection``'s vectors while it is still there, else the default setting;
+    None when there is none (full-text search only)."""
+    from r1desk.engine.db.database import get_setting
+    from r1desk.engine.models.library import Library
+
+    library = Library(db)
+    if name:
+        return library.resolve(name)
+    made = getattr(collection, "embedding_model", None)
+    if made:
+        known = (get_setting(db, FILES_SETTING) or {}).get(made)
+        if known and Path(known).is_file() and model_id_for(known, Path(known).stat().st_size, _dim_in(made)) == made:
+            return Path(known)
+        for model in library.list(refresh=False):
+            if model_id_for(model.path, int(model.size or 0), _dim_in(made)) == made and Path(model.path).exists():
+                return Path(model.path)
+    default = get_setting(db, DEFAULT_SETTING)
+    return library.resolve(default) if default else None
+
+
+def remember(db: Any, embedder: "HostEmbedder") -> None:
+    """Note where ``embedder``'s model file is, for searches of the collections it embeds;
+    the first embedding model used becomes the default one."""
+    from r1desk.engine.db.database import change_setting, get_setting, set_setting
+
+    path = str(Path(embedder.host.info.path).resolve())
+    change_setting(db, FILES_SETTING, lambda known: {**(known or {}), embedder.model_id: path}, {})
+    if not get_setting(db, DEFAULT_SETTING):
+        set_setting(db, DEFAULT_SETTING, path)
+
+
+def _dim_in(model_id: str) -> int:
+    try:
+        return int(model_id.rsplit(", ", 1)[1].split()[0])
+    except (IndexError, ValueError):
+        return 0
 
 
 def prefixes_for(path: str | os.PathLike) -> tuple[str, str]:

@@ -100,6 +100,7 @@ class IndexProgress(Progress):
     problem: FileProblem | None = None
     summary: IndexSummary | None = None
     unit: str = "files"
+    speed_unit: str = "chunks"
 
 
 # ---------------------------------------------------------------------------------------

@@ -494,8 +494,24 @@ def _join_adjacent(db: Database, picked: list[_Picked], chunk: StoredChunk, coun
             if left is not None and after - before > left:
                 return None
             p.chunks = trial
+            _merge_touching(picked, p)
             return after - before
     return None
+
+
+def _merge_touching(picked: list[_Picked], grown: _Picked) -> None:
+    """A source that grew until it touches another of the same file becomes one with it (in the
+    better one's place)."""
+    for q in list(picked):
+        if q is grown or q.doc_id != grown.doc_id:
+            continue
+        if q.first <= grown.last + 1 and grown.first <= q.last + 1:
+            keep, drop = (q, grown) if picked.index(q) < picked.index(grown) else (grown, q)
+            by_ordinal = {c.ordinal: c for c in [*keep.chunks, *drop.chunks]}
+            keep.chunks = [by_ordinal[o] for o in sorted(by_ordinal)]
+            picked.remove(drop)
+            _merge_touching(picked, keep)
+            return
 
 
 def _grow(db: Database, picked: list[_Picked], neighbours: int, count: CountTokens, left: int | None) -> int | None:
