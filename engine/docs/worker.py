@@ -256,8 +256,9 @@ class Extractor:
                     self.peak_rss = max(self.peak_rss, rss)
                     if rss > limits.memory_bytes:
                         self._lose(worker)
+                        megabytes = limits.memory_bytes / (1 << 20)
                         return Problem(name, "too-much-memory",
-                                       f"reading it needed more than {limits.memory_bytes / (1 << 20):.0f} MB of memory")
+                                       f"reading it needed more than {megabytes:.0f} MB of memory")
 
 
 # --- the worker process -------------------------------------------------------------------

@@ -114,7 +114,8 @@ class Filler:
 
     def zh(self) -> str:
         r = self.rng
-        return f"{r.choice(_ZH_SUBJECTS)}{r.choice(_ZH_TAILS)}{r.choice(_ZH_VERBS)}{r.choice(_ZH_OBJECTS)}{r.choice(_ZH_ENDS)}"
+        parts = (_ZH_SUBJECTS, _ZH_TAILS, _ZH_VERBS, _ZH_OBJECTS, _ZH_ENDS)
+        return "".join(r.choice(p) for p in parts)
 
     def zh_paragraph(self, sentences: int = 5, facts: tuple[str, ...] = ()) -> str:
         parts = [self.zh() for _ in range(sentences)]
@@ -224,11 +225,12 @@ def _pdf_en(folder: Path, fill: Filler) -> list[Fact]:
 def _pdf_zh(folder: Path, fill: Filler) -> list[Fact]:
     name = "年度报告.pdf"
     facts = [
-        Fact("battery-supplier", name, "公司于二〇二二年将电池供应商更换为宁德新能源。", "公司后来改由哪家企业提供电池？", "zh",
-             page=2, heading="二、供应链"),
+        Fact("battery-supplier", name, "公司于二〇二二年将电池供应商更换为宁德新能源。",
+             "公司后来改由哪家企业提供电池？", "zh", page=2, heading="二、供应链"),
         Fact("rnd-move", name, "研发中心已于去年十月迁往苏州工业园区。", "研发部门搬到了什么地方？", "zh", page=3,
              heading="三、研发"),
-        Fact("washer-output", name, "华东工厂全年生产洗衣机十二万台。", "华东那边的厂子一年造多少台洗衣机？", "zh", page=4,
+        Fact("washer-output", name, "华东工厂全年生产洗衣机十二万台。", "华东那边的厂子一年造多少台洗衣机？", "zh",
+             page=4,
              heading="四、生产"),
     ]
     f = {x.id: x.text for x in facts}
@@ -271,8 +273,9 @@ def _docx_en(folder: Path, fill: Filler) -> list[Fact]:
     d.add_paragraph("Visitors must be accompanied at all times.", style="List Bullet")
     d.add_paragraph("Lost badges are reported to the front desk.", style="List Bullet")
     table = d.add_table(rows=4, cols=2)
-    for row, (a, b) in zip(table.rows, [("Rule", "Interval"), ("Fire drill", "every 6 months"),
-                                         ("Access badge renewal", "every 18 months"), ("Password change", "every 90 days")]):
+    rules = [("Rule", "Interval"), ("Fire drill", "every 6 months"), ("Access badge renewal", "every 18 months"),
+             ("Password change", "every 90 days")]
+    for row, (a, b) in zip(table.rows, rules):
         row.cells[0].text, row.cells[1].text = a, b
     d.add_heading("Meetings", 1)
     d.add_paragraph(fill.en_paragraph(4, (facts[2].text,)))
@@ -287,7 +290,8 @@ def _docx_zh(folder: Path, fill: Filler) -> list[Fact]:
 
     name = "员工手册.docx"
     facts = [
-        Fact("probation", name, "新员工的试用期为三个月，期满后由部门经理进行评估。", "刚入职的人要经过多久的考察期？", "zh",
+        Fact("probation", name, "新员工的试用期为三个月，期满后由部门经理进行评估。",
+             "刚入职的人要经过多久的考察期？", "zh",
              heading="第一章 入职"),
         Fact("annual-leave", name, "正式员工每年享有十五天带薪年假。", "转正以后一年能休几天有薪水的假？", "zh",
              heading="第二章 休假"),
@@ -355,8 +359,8 @@ def _markdown_en(folder: Path, fill: Filler) -> list[Fact]:
     doc.paragraph(fill.en_paragraph(3), 78)
     doc.add("```python", "import time", "")
     retries_line = doc.add(retries)
-    doc.add("", "def upload(data):", "    for attempt in range(MAX_UPLOAD_RETRIES):", "        time.sleep(2 ** attempt)",
-            "```", "")
+    doc.add("", "def upload(data):", "    for attempt in range(MAX_UPLOAD_RETRIES):",
+            "        time.sleep(2 ** attempt)", "```", "")
     doc.add("| Item | Count |", "|------|-------|", "| Camera traps | 14 |", "| GPS units | 6 |", "")
     (folder / name).write_text(doc.text(), encoding="utf-8")
     return [
@@ -417,14 +421,16 @@ def _html_en(folder: Path, fill: Filler) -> tuple[list[Fact], str]:
     (folder / name).write_text(page, encoding="utf-8")
     return [
         Fact("melting-point", name, melt, "At what temperature did specimen 14B melt?", "en", heading="Melting tests"),
-        Fact("reagent-storage", name, store, "Where and how cold should the reagents be kept?", "en", heading="Storage"),
+        Fact("reagent-storage", name, store, "Where and how cold should the reagents be kept?", "en",
+             heading="Storage"),
     ], decoy
 
 
 def _html_zh(folder: Path, fill: Filler) -> list[Fact]:
     name = "新闻.html"
     library = "市图书馆自七月一日起将开放时间延长至晚上十点。"
-    page = f"""<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312"><title>本地新闻</title></head>
+    page = f"""<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">
+<title>本地新闻</title></head>
 <body><h1>本地新闻</h1><h2>文化</h2><p>{fill.zh_paragraph(3, (library,))}</p>
 <p>博物馆的开放时间不变。{fill.zh_paragraph(3)}</p><p>{fill.zh_paragraph(9)}</p>
 <h2>交通</h2><p>{fill.zh_paragraph(8)}</p><p>地铁三号线将于明年通车。{fill.zh_paragraph(8)}</p></body></html>
@@ -515,7 +521,8 @@ def _python_file(folder: Path, fill: Filler) -> list[Fact]:
     doc = _Lines()
     doc.add('"""Scheduled jobs of the reporting service."""', "", "import datetime", "import smtplib", "")
     for job, hour in (("inventory_sync", 1), ("cache_cleanup", 4)):
-        doc.add(f"def {job}():", f'    """Runs at {hour:02d}:00 UTC."""', f"    return datetime.time({hour}, 0)", "", "")
+        doc.add(f"def {job}():", f'    """Runs at {hour:02d}:00 UTC."""', f"    return datetime.time({hour}, 0)",
+                "", "")
     doc.add("def nightly_report(recipients):")
     line = doc.add(f'    """{fact}"""')
     doc.add("    at = datetime.time(2, 30)", "    with smtplib.SMTP('mail.example.com') as smtp:",
@@ -539,13 +546,15 @@ def _distractors(folder: Path, fill: Filler) -> None:
     (folder / "maintenance_log_2018.txt").write_text(doc.text(), encoding="utf-8")
     doc = _Lines()
     doc.add("# 采购记录", "")
-    near_zh = ["公司于二〇二〇年更换了包装材料供应商。", "华东仓库全年发出冰箱三万台。", "数据中心每周日晚上检查一次空调。"]
+    near_zh = ["公司于二〇二〇年更换了包装材料供应商。", "华东仓库全年发出冰箱三万台。",
+               "数据中心每周日晚上检查一次空调。"]
     for i, title in enumerate(["## 包装", "## 仓储", "## 机房"]):
         doc.add(title, "")
         doc.paragraph(fill.zh_paragraph(8, (near_zh[i],)))
         doc.paragraph(fill.zh_paragraph(8))
     (folder / "采购记录.md").write_text(doc.text(), encoding="utf-8")
-    body = "".join(f"<h2>Visit {i + 1}</h2><p>{fill.en_paragraph(6)}</p><p>{fill.en_paragraph(5)}</p>" for i in range(5))
+    body = "".join(f"<h2>Visit {i + 1}</h2><p>{fill.en_paragraph(6)}</p><p>{fill.en_paragraph(5)}</p>"
+                   for i in range(5))
     (folder / "site_visits.html").write_text(
         f"<html><head><title>Site visits</title></head><body><h1>Site visits</h1>"
         f"<p>Sample 12C was sent to the laboratory in Tromsø for testing.</p>{body}</body></html>\n", encoding="utf-8")

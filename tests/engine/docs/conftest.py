@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r1desk.engine.docs.extract import Extracted, extract_file
+
 from tests.support.corpus import Corpus, build_corpus
 
 

@@ -148,7 +148,8 @@ def test_headings_are_carried_into_each_chunk_and_never_crossed() -> None:
 def test_paragraphs_and_code_blocks_that_fit_are_kept_whole(extracted) -> None:
     rng = random.Random(7)
     code = "\n".join(f"    total += item_{i} * weight[{i}]" for i in range(15))
-    text = f"# Notes\n\n{english(rng, 6)}\n\n```python\ndef score(items):\n{code}\n```\n\n{english(rng, 5)}\n\n{english(rng, 4)}\n"
+    text = (f"# Notes\n\n{english(rng, 6)}\n\n```python\ndef score(items):\n{code}\n```\n\n"
+            f"{english(rng, 5)}\n\n{english(rng, 4)}\n")
     doc = markdown_doc(text)
     chunks = chunk_document(doc, target_tokens=128, max_tokens=512)
     for block in doc.blocks:
@@ -194,8 +195,8 @@ def test_rows_carry_the_csv_header_and_join_with_one_line_break(extracted) -> No
 
 
 def test_a_document_without_text_blocks_has_no_chunks() -> None:
-    doc = Extracted("h.md", "markdown", "# Only a heading", [Block("Only a heading", "heading", (), None, 1, 1, 2, 16, 1)],
-                    16, 0.0, verbatim=True)
+    heading = Block("Only a heading", "heading", (), None, 1, 1, 2, 16, 1)
+    doc = Extracted("h.md", "markdown", "# Only a heading", [heading], 16, 0.0, verbatim=True)
     assert chunk_document(doc) == []
     with pytest.raises(ValueError):
         chunk_document(doc, max_tokens=10, reserve_tokens=5)

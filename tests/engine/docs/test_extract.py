@@ -21,6 +21,7 @@ from r1desk.engine.docs.extract import (
     kind_of,
 )
 from r1desk.engine.errors import DocumentError
+
 from tests.support.corpus import build_hostile
 
 pytestmark = pytest.mark.timeout(120)
