@@ -46,13 +46,14 @@ DEFAULTS: dict[str, Any] = {
     "chat.max_tokens": None,
     "chat.seed": None,
     "chat.reasoning_budget": None,
+    "chat.reasoning_seconds": None,
     "chat.system_prompt": None,  # for new conversations; each keeps its own once it starts
     "cache.kv_disk_bytes": None,  # None: the engine's default (see engine.inference.snapshots)
     "hub.endpoint": None,
     "hub.token": None,
 }
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
-                 "reasoning_budget")
+                 "reasoning_budget", "reasoning_seconds")
 LOAD_KEYS = ("chat.n_ctx", "chat.n_gpu_layers")
 
 # Where the data folder is, when the user moved it: outside the data folder by necessity.
@@ -266,6 +267,7 @@ class SettingsDialog(QDialog):
             "max_tokens": _ReplyLimit(ispin(1_000_000, 256)),
             "seed": _OptionalSpin(ispin(2_147_483_647), -1),
             "reasoning_budget": _OptionalSpin(ispin(1_000_000, 256), 0),
+            "reasoning_seconds": _OptionalSpin(ispin(3600, 5), 0),
         }
         self.sampling_labels = {}
         for key, opt in self.sampling.items():
@@ -515,6 +517,7 @@ class SettingsDialog(QDialog):
             "min_p": self.tr("Min P"), "repeat_penalty": self.tr("Repeat penalty"),
             "max_tokens": self.tr("Longest reply"), "seed": self.tr("Seed"),
             "reasoning_budget": self.tr("Reasoning budget"),
+            "reasoning_seconds": self.tr("Reasoning time"),
         }
         for key, label in self.sampling_labels.items():
             label.setText(names[key])
@@ -527,6 +530,9 @@ class SettingsDialog(QDialog):
             elif key == "reasoning_budget":
                 opt.spin.setSpecialValueText(self.tr("Unlimited"))
                 opt.spin.setSuffix(self.tr(" tokens"))
+            elif key == "reasoning_seconds":
+                opt.spin.setSpecialValueText(self.tr("Unlimited"))
+                opt.spin.setSuffix(self.tr(" seconds"))
             else:
                 opt.spin.setSpecialValueText(self.tr("Model default"))
         reply_limit = self.tr(
@@ -536,7 +542,8 @@ class SettingsDialog(QDialog):
         self.sampling["max_tokens"].spin.setToolTip(reply_limit)
         self.sampling_note.setText(self.tr(
             "\"Model default\" uses what the model recommends (for DeepSeek-R1: temperature 0.6, "
-            "top P 0.95). The reasoning budget limits how long R1 may think before it must answer."
+            "top P 0.95). The reasoning budget and reasoning time limit how long R1 may think before it "
+            "must answer: when either is reached, the thinking is closed and the model answers."
         ) + " " + reply_limit)
         self.system_prompt_label.setText(self.tr("System prompt for new conversations"))
         self.system_prompt_edit.setPlaceholderText(self.tr("None: the model gets only your messages"))

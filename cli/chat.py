@@ -63,16 +63,34 @@ def _gpu_layers(value: str) -> int | str:
 @click.option("--seed", type=int)
 @click.option("--reasoning-budget", type=click.IntRange(min=0),
               help="Most thinking tokens before the model must answer (0: answer without thinking).")
+@click.option("--reasoning-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Most seconds of thinking before the model must answer.")
+@click.option("--json-schema", "json_schema", type=click.File("r", encoding="utf-8"),
+              help="Constrain the answer to JSON following this JSON Schema file ('-': standard input).")
+@click.option("--rpc", "rpc_servers", multiple=True, metavar="HOST:PORT",
+              help="Split the model over this llama.cpp RPC worker too (see 'r1desk rpc-server'); repeat for several.")
 @click.option("--hide-reasoning", is_flag=True, help="Do not print the model's reasoning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reply.")
 @click.option("--adapter", "adapter_specs", multiple=True, metavar="NAME[:SCALE]",
               help="Apply an imported LoRA adapter (see 'r1desk adapters'), at SCALE from 0 to 2 (default 1); "
               "repeat for several. The conversation keeps them; --adapter none takes them off.")
 def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
-         max_tokens, temperature, top_p, seed, reasoning_budget, hide_reasoning, as_json, adapter_specs):
+         max_tokens, temperature, top_p, seed, reasoning_budget, reasoning_seconds, json_schema, rpc_servers,
+         hide_reasoning, as_json, adapter_specs):
     """Chat with MODEL (a .gguf file or a library name)."""
+    grammar = None
+    if json_schema is not None:
+        import json
+
+        from r1desk.engine.inference.structured import schema_grammar
+
+        try:
+            schema = json.load(json_schema)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"{json_schema.name}: not valid JSON ({exc})", param_hint="--json-schema") from None
+        grammar = schema_grammar(schema)
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                            reasoning_budget=reasoning_budget)
+                            reasoning_budget=reasoning_budget, reasoning_seconds=reasoning_seconds, grammar=grammar)
     if prompt == "-":
         prompt = sys.stdin.read()
     if prompt is not None and not prompt.strip():
@@ -83,7 +101,8 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
     service = ChatService()
     try:
         options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=_gpu_layers(gpu_layers),
-                              flash_attn=flash_attn, kv_type=kv_type, use_mmap=not no_mmap)
+                              flash_attn=flash_attn, kv_type=kv_type, use_mmap=not no_mmap,
+                              rpc_servers=list(rpc_servers))
         show = sys.stderr.isatty()  # a line that goes away once loaded; errors stay one line
         if show:
             click.echo(click.style(f"Loading {model}…", dim=True), err=True, nl=False)

@@ -33,11 +33,17 @@ def is_loopback(host: str) -> bool:
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="A web page origin (https://example.com) allowed to call the API; none by default.")
 @click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the model's, at most 8,192).")
-def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx):
+@click.option("--embedding-model", help="An embedding model (a .gguf file or a library name) for /v1/embeddings.")
+@click.option("--rpc", "rpc_servers", multiple=True, metavar="HOST:PORT",
+              help="Split the model over this llama.cpp RPC worker too (see 'r1desk rpc-server'); repeat for several.")
+def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embedding_model, rpc_servers):
     """Serve MODEL (a .gguf file or a library name) at http://HOST:PORT/v1, as OpenAI's API.
 
-    /v1/models, /v1/chat/completions (streaming or not; R1's thinking in reasoning_content;
-    extra field reasoning_budget) and /metrics (Prometheus). Nothing is saved to the history.
+    /v1/models, /v1/chat/completions and /v1/completions (streaming or not; R1's thinking in
+    reasoning_content; response_format json_object or json_schema; tools and tool_choice for
+    models whose template takes tools; extra fields reasoning_budget in tokens and
+    reasoning_seconds), /v1/embeddings with --embedding-model, and /metrics (Prometheus).
+    Nothing is saved to the history.
     """
     import uvicorn
 
@@ -47,10 +53,24 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx):
 
     if not is_loopback(host) and not api_key:
         raise click.UsageError(f"listening on {host} lets other machines in: give --api-key (or R1DESK_API_KEY)")
+    from r1desk.engine.chat.service import resolve_model
+    from r1desk.engine.inference.host import ModelHost
+
     service = ChatService()
-    info = service.load_model(model, LoadOptions(n_ctx=ctx))
+    embedder = None
+    try:
+        info = service.load_model(model, LoadOptions(n_ctx=ctx, rpc_servers=list(rpc_servers)))
+        if embedding_model:
+            embedder = ModelHost()
+            embedder.load(resolve_model(embedding_model), LoadOptions(embedding=True))
+    except BaseException:
+        service.close()
+        if embedder is not None:
+            embedder.close()
+        raise
     extra = tuple(allowed_hosts) + (() if is_loopback(host) or host in ("0.0.0.0", "::") else (host,))
-    app = create_app(service, api_key=api_key, allowed_hosts=extra, cors_origins=tuple(cors_origins))
+    app = create_app(service, api_key=api_key, allowed_hosts=extra, cors_origins=tuple(cors_origins),
+                     embedder=embedder)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {info.name} at http://{shown}:{port}/v1"
                + (" (API key required)" if api_key else "") + "; Ctrl+C stops.", err=True)
@@ -61,3 +81,33 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx):
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         service.close()
+        if embedder is not None:
+            embedder.close()
+
+
+@cli.command("rpc-server")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --trust-network.")
+@click.option("--port", default=50052, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: half the cores).")
+@click.option("--trust-network", is_flag=True,
+              help="Listen beyond this machine: llama.cpp's RPC has no password or encryption, so only on a "
+              "network where every machine is yours.")
+def rpc_server(host, port, threads, trust_network):
+    """Lend this machine's memory and processor (or GPU) to a model loaded elsewhere.
+
+    Runs llama.cpp's RPC worker from this install. On the machine with the model:
+    r1desk chat MODEL --rpc THIS-HOST:PORT (or serve --rpc). Ctrl+C stops it.
+    """
+    import signal
+
+    from r1desk.engine.inference import rpc
+
+    if not is_loopback(host) and not trust_network:
+        raise click.UsageError(f"listening on {host} lets any machine on the network use this one (llama.cpp's RPC "
+                               "has no password): add --trust-network if every machine there is yours")
+    click.echo(f"RPC worker listening on {host}:{port}; on the machine with the model use --rpc {host}:{port}. "
+               "Ctrl+C stops it.", err=True)
+    # The worker runs inside llama.cpp and never returns to Python: Ctrl+C ends the process itself.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    rpc.serve(host, port, threads=threads)

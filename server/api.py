@@ -1,8 +1,10 @@
-"""``/v1/models`` and ``/v1/chat/completions`` (streaming and not) over the loaded model, with
-``/metrics``; secure by default.
+"""OpenAI's API over the loaded model: ``/v1/models``, ``/v1/chat/completions`` and ``/v1/completions``
+(streaming and not), ``/v1/embeddings`` with an embedding model, and ``/metrics``; secure by default.
 
 Built on Starlette (served by uvicorn). R1's reasoning comes back in ``reasoning_content``, as
-DeepSeek's own API returns it, never inside ``content``. Requests go to the model host's queue
+DeepSeek's own API returns it, never inside ``content``. ``response_format`` (JSON, or JSON
+following a schema) and a forced tool call are enforced by llama.cpp grammars; tool calls are
+parsed from the answer into ``tool_calls``. Requests go to the model host's queue
 like the window's: first come, first served; a client that goes away cancels its own request
 only. Nothing is written to the history. Every refusal is JSON in OpenAI's error shape.
 
@@ -14,6 +16,7 @@ Guards, before any route: the Host header must name this machine (or a host give
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -31,12 +34,25 @@ from starlette.routing import Route
 
 from r1desk.engine.chat.service import ChatService, SamplingParams, build_messages
 from r1desk.engine.errors import ContextOverflow, HostCrashed, ModelLoadFailed, R1deskError
+from r1desk.engine.inference.host import ModelHost
+from r1desk.engine.inference.reasoning import partial_suffix
+from r1desk.engine.inference.structured import (
+    InvalidSchema,
+    ToolStyle,
+    check_tools,
+    json_object_grammar,
+    parse_tool_calls,
+    schema_grammar,
+    tool_call_grammar,
+    tool_messages,
+)
 
 log = logging.getLogger("r1desk.server")
 
 MAX_BODY = 4 * 1024 * 1024  # a long conversation fits; a runaway upload does not
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+MAX_EMBEDDING_INPUTS = 2048
 
 
 class ApiError(Exception):
@@ -151,8 +167,11 @@ class _TooBig(Exception):
     pass
 
 
+ENDPOINTS = ("/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/metrics")
+
+
 def _endpoint(path: str) -> str:
-    return path if path in ("/v1/models", "/v1/chat/completions", "/metrics") else "other"
+    return path if path in ENDPOINTS else "other"
 
 
 class Metrics:
@@ -197,44 +216,132 @@ def _number(body: dict, key: str, kind: type, low: float, high: float, *, defaul
     return kind(value)
 
 
-def parse_chat(body: Any, n_ctx: int) -> dict[str, Any]:
-    """A chat request checked field by field; ApiError(400) naming the first bad one."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    messages = body.get("messages")
+def _content(value: Any, where: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, list):  # the parts form: text parts only
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value):
+            raise ApiError(400, f"{where}.content: only text parts are supported", param=where)
+        return "".join(p["text"] for p in value)
+    if not isinstance(value, str):
+        raise ApiError(400, f"{where}.content must be a string", param=where)
+    return value
+
+
+def parse_messages(messages: Any) -> tuple[list[SimpleNamespace], bool]:
+    """The conversation, checked; and whether it carries tool calls or results."""
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "messages must be a non-empty list", param="messages")
     out = []
+    tooling = False
     for i, m in enumerate(messages):
+        where = f"messages[{i}]"
         if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise ApiError(400, f"messages[{i}] must have a role of {', '.join(ROLES)}", param=f"messages[{i}]")
-        content = m.get("content")
-        if isinstance(content, list):  # the parts form: text parts only
-            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                       for p in content):
-                raise ApiError(400, f"messages[{i}].content: only text parts are supported", param=f"messages[{i}]")
-            content = "".join(p["text"] for p in content)
-        if not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}].content must be a string", param=f"messages[{i}]")
-        out.append(SimpleNamespace(role=m["role"], content=content, status="complete"))
+            raise ApiError(400, f"{where} must have a role of {', '.join(ROLES)}", param=where)
+        calls = m.get("tool_calls") if m["role"] == "assistant" else None
+        if calls is not None:
+            if not isinstance(calls, list) or not all(
+                    isinstance(c, dict) and isinstance(c.get("function"), dict)
+                    and isinstance(c["function"].get("name"), str)
+                    and isinstance(c["function"].get("arguments", "{}"), str) for c in calls):
+                raise ApiError(400, f"{where}.tool_calls must be a list of {{function: {{name, arguments}}}}", param=where)
+            tooling = True
+        content = _content(m.get("content"), where, optional=calls is not None)
+        extra = {}
+        if m["role"] == "tool":
+            tooling = True
+            if not isinstance(m.get("tool_call_id", ""), str):
+                raise ApiError(400, f"{where}.tool_call_id must be a string", param=where)
+            extra = {"tool_call_id": m.get("tool_call_id", "")}
+        out.append(SimpleNamespace(role=m["role"], content=content, status="complete", tool_calls=calls, **extra))
     if not any(m.role == "user" for m in out):
         raise ApiError(400, "messages must include a user message", param="messages")
-    n = _number(body, "n", int, 1, 1, default=1)
-    del n
-    if body.get("tools"):
-        raise ApiError(400, "tools (function calling) are not supported by this server yet", param="tools")
-    if body.get("response_format") not in (None, {"type": "text"}):
-        raise ApiError(400, "response_format other than text is not supported by this server yet",
-                       param="response_format")
+    return out, tooling
+
+
+def template_messages(history: list[SimpleNamespace], *, r1: bool, tooling: bool, as_objects: bool) -> list[dict]:
+    """The messages for the chat template; with tool calls or results, each kept as it came."""
+    if not tooling:
+        return build_messages(history, r1=r1)
+    out = []
+    for m in history:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            d["tool_calls"] = m.tool_calls
+        if m.role == "tool":
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return tool_messages(out, as_objects)
+
+
+def _grammar(body: dict, model, tools: list | None) -> tuple[str | None, str | None]:
+    """(grammar, forced function) from response_format and tool_choice."""
+    fmt = body.get("response_format")
+    grammar = None
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+            raise ApiError(400, "response_format must be {type: text | json_object | json_schema}",
+                           param="response_format")
+        try:
+            if fmt["type"] == "json_object":
+                grammar = json_object_grammar()
+            elif fmt["type"] == "json_schema":
+                spec = fmt.get("json_schema")
+                if not isinstance(spec, dict) or "schema" not in spec:
+                    raise ApiError(400, "response_format.json_schema must be {name, schema}", param="response_format")
+                grammar = schema_grammar(spec["schema"])
+        except InvalidSchema as exc:
+            raise ApiError(400, str(exc), param="response_format", code="unsupported_schema") from None
+    choice = body.get("tool_choice")
+    if choice is None or not tools:
+        if choice not in (None, "none", "auto") and not tools:
+            raise ApiError(400, "tool_choice needs tools", param="tool_choice")
+        return grammar, None
+    style = ToolStyle.named(model.tool_style)
+    if choice == "auto" or choice == "none":
+        return grammar, None
+    if choice == "required":
+        only = None
+    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict) \
+            and isinstance(choice["function"].get("name"), str):
+        only = choice["function"]["name"]
+    else:
+        raise ApiError(400, "tool_choice must be none, auto, required or {type: function, function: {name}}",
+                       param="tool_choice")
+    if grammar is not None:
+        raise ApiError(400, "response_format and a forced tool call cannot be asked together", param="tool_choice")
+    try:
+        return tool_call_grammar(style, tools, only), only or "*"
+    except InvalidSchema as exc:
+        raise ApiError(400, str(exc), param="tool_choice") from None
+
+
+def _sampling(body: dict, n_ctx: int, max_tokens: int | None, grammar: str | None) -> SamplingParams:
+    return SamplingParams(
+        temperature=_number(body, "temperature", float, 0.0, 2.0),
+        top_p=_number(body, "top_p", float, 0.0, 1.0, low_open=True),
+        top_k=_number(body, "top_k", int, 0, 1000),
+        min_p=_number(body, "min_p", float, 0.0, 1.0),
+        repeat_penalty=_number(body, "repeat_penalty", float, 0.5, 2.0),
+        max_tokens=max_tokens,
+        seed=_number(body, "seed", int, 0, 2**31 - 1),
+        reasoning_budget=_number(body, "reasoning_budget", int, 0, n_ctx),
+        reasoning_seconds=_number(body, "reasoning_seconds", float, 0.0, 3600.0, low_open=True),
+        grammar=grammar,
+    )
+
+
+def _common(body: dict, n_ctx: int) -> dict[str, Any]:
+    """The fields chat and plain completions share: n, stop, max_tokens, stream, model."""
+    _number(body, "n", int, 1, 1, default=1)
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and (not isinstance(stop, list) or len(stop) > 4
                              or not all(isinstance(s, str) and s for s in stop)):
         raise ApiError(400, "stop must be a string or a list of up to 4 non-empty strings", param="stop")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = _number({key: max_tokens}, key, int, 1, n_ctx)
+    max_tokens = _number({key: body.get(key)}, key, int, 1, n_ctx)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", param="stream")
@@ -244,18 +351,136 @@ def parse_chat(body: Any, n_ctx: int) -> dict[str, Any]:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "model must be a string", param="model")
-    params = SamplingParams(
-        temperature=_number(body, "temperature", float, 0.0, 2.0),
-        top_p=_number(body, "top_p", float, 0.0, 1.0, low_open=True),
-        top_k=_number(body, "top_k", int, 0, 1000),
-        min_p=_number(body, "min_p", float, 0.0, 1.0),
-        repeat_penalty=_number(body, "repeat_penalty", float, 0.5, 2.0),
-        max_tokens=max_tokens,
-        seed=_number(body, "seed", int, 0, 2**31 - 1),
-        reasoning_budget=_number(body, "reasoning_budget", int, 0, n_ctx),
-    )
-    return {"messages": out, "params": params, "stream": stream, "stop": stop or [],
+    return {"stop": stop or [], "max_tokens": max_tokens, "stream": stream,
             "include_usage": bool(options.get("include_usage")), "model": model}
+
+
+def parse_chat(body: Any, model) -> dict[str, Any]:
+    """A chat request checked field by field against the loaded ``model``; ApiError(400) naming
+    the first bad one."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    history, tooling = parse_messages(body.get("messages"))
+    common = _common(body, model.n_ctx)
+    tools = None
+    if body.get("tools") is not None and body.get("tool_choice") != "none":
+        if model.tool_style is None:
+            raise ApiError(400, f"{model.name} cannot call tools: its chat template has no place for them "
+                                "(choose a model made for function calling, such as Qwen 2.5 Instruct)",
+                           param="tools", code="tools_not_supported")
+        try:
+            tools = check_tools(body["tools"])
+        except InvalidSchema as exc:
+            raise ApiError(400, str(exc), param="tools") from None
+    if tooling and model.tool_style is None:
+        raise ApiError(400, f"{model.name} cannot take tool calls or results: its chat template has no place for them",
+                       param="messages", code="tools_not_supported")
+    grammar, forced = _grammar(body, model, tools)
+    messages = template_messages(history, r1=model.is_r1, tooling=tooling or bool(tools),
+                                 as_objects=model.tool_args_as_objects)
+    return dict(common, messages=messages, params=_sampling(body, model.n_ctx, common["max_tokens"], grammar),
+                tools=tools, style=ToolStyle.named(model.tool_style) if tools else None, forced=forced)
+
+
+def parse_completion(body: Any, model) -> dict[str, Any]:
+    """A plain completion request (``/v1/completions``), checked."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(400, "prompt must be a non-empty string (or a list of one)", param="prompt")
+    for key in ("suffix", "logprobs", "best_of"):
+        if body.get(key) not in (None, 1) or (key == "logprobs" and body.get(key) is not None):
+            raise ApiError(400, f"{key} is not supported", param=key)
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise ApiError(400, "echo must be true or false", param="echo")
+    common = _common(body, model.n_ctx)
+    if common["max_tokens"] is None:
+        common["max_tokens"] = 16  # OpenAI's default for completions
+    grammar, _ = _grammar({k: body[k] for k in ("response_format",) if k in body}, model, None)
+    return dict(common, prompt=prompt, echo=echo, params=_sampling(body, model.n_ctx, common["max_tokens"], grammar),
+                tools=None, style=None, forced=None)
+
+
+def parse_embeddings(body: Any, width: int) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, "input must be a string or a list of strings (token arrays are not supported)",
+                       param="input")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise ApiError(400, f"input may hold at most {MAX_EMBEDDING_INPUTS} texts", param="input")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise ApiError(400, "encoding_format must be float or base64", param="encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and dims != width:
+        raise ApiError(400, f"this model's vectors have {width} dimensions; it cannot give {dims!r}",
+                       param="dimensions")
+    return {"texts": texts, "format": fmt}
+
+
+class _AnswerScan:
+    """The answer as the client sees it: cut at the first stop string, and any tool call held
+    back from the text and parsed at the end."""
+
+    def __init__(self, stops: list[str], style: ToolStyle | None = None, tools: list | None = None):
+        self.stop = _StopScan(stops)
+        self.style, self.tools = style, tools
+        self.markers = style.markers if style is not None else ()
+        self.held = ""
+        self.call: str | None = None  # text from the first call marker on
+        self.started = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop.stopped
+
+    def feed(self, text: str) -> str:
+        return self._tools(self.stop.feed(text))
+
+    def _tools(self, text: str) -> str:
+        if not self.markers or not text:
+            return text
+        if self.call is not None:
+            self.call += text
+            return ""
+        buf = self.held + text
+        self.held = ""
+        if not self.started:
+            stripped = buf.lstrip()
+            if not stripped:
+                self.held = buf
+                return ""
+            self.started = True
+            if self.style.name == "llama3" and stripped.startswith("{"):
+                self.call = stripped  # Llama 3.1 answers a call with the bare JSON
+                return ""
+        hits = [i for i in (buf.find(m) for m in self.markers) if i >= 0]
+        if hits:
+            self.call = buf[min(hits):]
+            return buf[: min(hits)]
+        keep = max(partial_suffix(buf, m) for m in self.markers)
+        self.held = buf[len(buf) - keep:] if keep else ""
+        return buf[: len(buf) - keep]
+
+    def finish(self) -> tuple[str, list]:
+        """(the rest of the text, the calls made)."""
+        tail = "" if self.stop.stopped else self._tools(self.stop.flush())
+        tail += self.held
+        self.held = ""
+        if self.call is None:
+            return tail, []
+        content, calls = parse_tool_calls(self.call, self.style, self.tools)
+        if not calls:
+            return tail + self.call, []
+        return tail + (content if content != self.call else ""), calls
 
 
 class _StopScan:
@@ -286,7 +511,9 @@ class _StopScan:
         return out
 
 
-def _finish_reason(stats: dict[str, Any], stopped: bool) -> str:
+def _finish_reason(stats: dict[str, Any], stopped: bool, calls: list) -> str:
+    if calls:
+        return "tool_calls"
     if stopped:
         return "stop"
     return "length" if stats.get("finish_reason") == "length" else "stop"
@@ -307,9 +534,49 @@ def _engine_error(exc: R1deskError) -> ApiError:
     return ApiError(500, str(exc), type_="server_error")
 
 
+class _Reply:
+    """One request's answer as it is read from the model host: text, reasoning, calls, figures."""
+
+    def __init__(self, req: dict[str, Any]):
+        self.scan = _AnswerScan(req["stop"], req.get("style"), req.get("tools"))
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.stats: dict[str, Any] = {}
+        self.calls: list = []
+        self.ttft: float | None = None
+        self.t0 = time.monotonic()
+
+    def take(self, ev: tuple) -> tuple[str, str] | None:
+        """(kind, text) for the client from one host event: ("content"|"reasoning", text), or None."""
+        kind = ev[0]
+        if kind in ("c", "r") and self.ttft is None:
+            self.ttft = time.monotonic() - self.t0
+        if kind == "c":
+            text = self.scan.feed(ev[1])
+            self.content.append(text)
+            return ("content", text) if text else None
+        if kind == "r":
+            self.reasoning.append(ev[1])
+            return "reasoning", ev[1]
+        if kind == "done":
+            self.stats = ev[1]
+        return None
+
+    def finish(self) -> str:
+        """The answer's last text, once the stream has ended (the calls are parsed here)."""
+        tail, self.calls = self.scan.finish()
+        self.content.append(tail)
+        return tail
+
+    @property
+    def finish_reason(self) -> str:
+        return _finish_reason(self.stats, self.scan.stopped, self.calls)
+
+
 def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: tuple[str, ...] = (),
-               cors_origins: tuple[str, ...] = (), max_body: int = MAX_BODY):
-    """The ASGI app serving ``chat``'s loaded model (load one first, or the routes answer 503)."""
+               cors_origins: tuple[str, ...] = (), max_body: int = MAX_BODY, embedder: ModelHost | None = None):
+    """The ASGI app serving ``chat``'s loaded model (load one first, or the routes answer 503), and
+    ``embedder``'s embedding model on /v1/embeddings when given."""
     metrics = Metrics(chat)
 
     def model_or_503():
@@ -318,31 +585,51 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             raise ApiError(503, "no model is loaded", type_="server_error", code="model_unavailable")
         return model
 
+    def count(endpoint: str, status: int | str, started: float | None = None) -> None:
+        metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        if started is not None:
+            metrics.latency.labels(endpoint=endpoint).observe(time.monotonic() - started)
+
     async def models(request: Request) -> Response:
-        model = chat.loaded
-        data = [] if model is None else [{"id": model.name, "object": "model", "created": 0, "owned_by": "r1desk"}]
+        data = []
+        for info in (chat.loaded, embedder.info if embedder is not None else None):
+            if info is not None:
+                data.append({"id": info.name, "object": "model", "created": 0, "owned_by": "r1desk"})
         return JSONResponse({"object": "list", "data": data})
 
+    async def body_of(request: Request) -> Any:
+        try:
+            return json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON") from None
+
     async def chat_completions(request: Request) -> Response:
+        return await _complete(request, "/v1/chat/completions", parse_chat)
+
+    async def completions(request: Request) -> Response:
+        return await _complete(request, "/v1/completions", parse_completion)
+
+    async def _complete(request: Request, endpoint: str, parse) -> Response:
         started = time.monotonic()
+        is_chat = endpoint == "/v1/chat/completions"
         try:
             model = model_or_503()
-            try:
-                body = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ApiError(400, "the request body is not valid JSON") from None
-            req = parse_chat(body, model.n_ctx)
+            req = parse(await body_of(request), model)
             resolved = req["params"].resolved(model)
-            messages = build_messages(req["messages"], r1=model.is_r1)
+            if not is_chat and "max_tokens" in resolved and req["max_tokens"]:
+                resolved["max_tokens"] = req["max_tokens"]
         except ApiError as exc:
-            metrics.requests.labels(endpoint="/v1/chat/completions", status=str(exc.status)).inc()
+            count(endpoint, exc.status)
             return exc.response()
         except R1deskError as exc:
-            err = ApiError(400, str(exc))
-            metrics.requests.labels(endpoint="/v1/chat/completions", status="400").inc()
-            return err.response()
-        gen = chat.host.chat(messages, dict(resolved, open_thinking=model.is_r1))
-        rid = "chatcmpl-" + secrets.token_hex(12)
+            count(endpoint, 400)
+            return ApiError(400, str(exc)).response()
+        if is_chat:
+            template_vars = {"tools": req["tools"]} if req["tools"] else None
+            gen = chat.host.chat(req["messages"], dict(resolved, open_thinking=model.is_r1), template_vars)
+        else:
+            gen = chat.host.complete(req["prompt"], resolved)
+        rid = ("chatcmpl-" if is_chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
 
         def events() -> Iterator[tuple]:
@@ -351,68 +638,37 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             finally:
                 gen.close()  # a client gone mid-stream frees the model for the next request
 
+        shape = _Shape(rid, created, model.name, is_chat, req)
         if req["stream"]:
-            return StreamingResponse(_stream(events, gen.close, req, rid, created, model.name, started),
+            return StreamingResponse(_stream(events, gen.close, req, shape, endpoint, started),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            result = await anyio.to_thread.run_sync(_collect, events, req)
+            reply = await anyio.to_thread.run_sync(_collect, events, req)
         except R1deskError as exc:
             err = _engine_error(exc)
-            metrics.requests.labels(endpoint="/v1/chat/completions", status=str(err.status)).inc()
+            count(endpoint, err.status)
             return err.response()
-        content, reasoning, stats, stopped, ttft = result
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if reasoning:
-            message["reasoning_content"] = reasoning
-        metrics.finished(stats, ttft)
-        metrics.requests.labels(endpoint="/v1/chat/completions", status="200").inc()
-        metrics.latency.labels(endpoint="/v1/chat/completions").observe(time.monotonic() - started)
-        _log(rid, model.name, stats, started, stream=False)
-        return JSONResponse({
-            "id": rid, "object": "chat.completion", "created": created, "model": model.name,
-            "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(stats, stopped),
-                         "logprobs": None}],
-            "usage": _usage(stats),
-        })
+        metrics.finished(reply.stats, reply.ttft)
+        count(endpoint, 200, started)
+        _log(rid, model.name, reply.stats, started, stream=False)
+        return JSONResponse(shape.whole(reply))
 
-    def _collect(events, req) -> tuple[str, str, dict, bool, float | None]:
-        scan = _StopScan(req["stop"])
-        content, reasoning, stats = [], [], {}
-        ttft = None
-        t0 = time.monotonic()
+    def _collect(events, req) -> _Reply:
+        reply = _Reply(req)
         it = events()
         try:
             for ev in it:
-                kind = ev[0]
-                if kind in ("c", "r") and ttft is None:
-                    ttft = time.monotonic() - t0
-                if kind == "c":
-                    content.append(scan.feed(ev[1]))
-                    if scan.stopped:
-                        break
-                elif kind == "r":
-                    reasoning.append(ev[1])
-                elif kind == "done":
-                    stats = ev[1]
+                reply.take(ev)
+                if reply.scan.stopped:
+                    break
         finally:
             it.close()
-        if not scan.stopped:
-            content.append(scan.flush())
-        return "".join(content), "".join(reasoning), stats, scan.stopped, ttft
+        reply.finish()
+        return reply
 
-    async def _stream(events, cancel, req, rid, created, name, started) -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> str:
-            body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-            if usage is not None:
-                body["usage"] = usage
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-        scan = _StopScan(req["stop"])
-        stats: dict[str, Any] = {}
-        ttft = None
-        t0 = time.monotonic()
+    async def _stream(events, cancel, req, shape: "_Shape", endpoint: str, started: float) -> AsyncIterator[str]:
+        reply = _Reply(req)
         status = "200"
         it = events()
 
@@ -423,38 +679,32 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
                 return None
 
         try:
-            yield chunk({"role": "assistant", "content": ""})
+            if shape.is_chat:
+                yield shape.chunk({"role": "assistant", "content": ""})
             while True:
                 # Abandoned on cancel (the client went away): cancel() below frees the model, and
                 # the thread then sees the end of its stream.
                 ev = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
                 if ev is None:
                     break
-                kind = ev[0]
-                if kind == "queued":
+                if ev[0] == "queued":
                     yield f": queued, {ev[1]} request(s) ahead\n\n"
-                elif kind in ("c", "r"):
-                    if ttft is None:
-                        ttft = time.monotonic() - t0
-                    if kind == "r":
-                        yield chunk({"reasoning_content": ev[1]})
-                    else:
-                        text = scan.feed(ev[1])
-                        if text:
-                            yield chunk({"content": text})
-                        if scan.stopped:
-                            break
-                elif kind == "done":
-                    stats = ev[1]
-            if not scan.stopped:
-                tail = scan.flush()
-                if tail:
-                    yield chunk({"content": tail})
-            yield chunk({}, _finish_reason(stats, scan.stopped))
-            if req["include_usage"] and stats:
-                yield (f"data: {json.dumps({'id': rid, 'object': 'chat.completion.chunk', 'created': created, 'model': name, 'choices': [], 'usage': _usage(stats)})}\n\n")
+                    continue
+                out = reply.take(ev)
+                if out is not None:
+                    yield shape.chunk({"reasoning_content" if out[0] == "reasoning" else "content": out[1]})
+                if reply.scan.stopped:
+                    break
+            tail = reply.finish()
+            if tail:
+                yield shape.chunk({"content": tail})
+            if reply.calls:
+                yield shape.chunk({"tool_calls": [c.to_openai(i) for i, c in enumerate(reply.calls)]})
+            yield shape.chunk({}, reply.finish_reason)
+            if req["include_usage"] and reply.stats:
+                yield shape.usage_chunk(reply.stats)
             yield "data: [DONE]\n\n"
-            metrics.finished(stats, ttft)
+            metrics.finished(reply.stats, reply.ttft)
         except R1deskError as exc:
             err = _engine_error(exc)
             status = str(err.status)
@@ -468,9 +718,37 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
                 it.close()
             except ValueError:  # still being read by the abandoned thread, which will end it
                 pass
-            metrics.requests.labels(endpoint="/v1/chat/completions", status=status).inc()
-            metrics.latency.labels(endpoint="/v1/chat/completions").observe(time.monotonic() - started)
-            _log(rid, name, stats, started, stream=True)
+            count(endpoint, status, started)
+            _log(shape.rid, shape.model, reply.stats, started, stream=True)
+
+    async def embeddings(request: Request) -> Response:
+        started = time.monotonic()
+        endpoint = "/v1/embeddings"
+        info = embedder.info if embedder is not None else None
+        try:
+            if info is None:
+                raise ApiError(404 if embedder is None else 503,
+                               "no embedding model is loaded (start the server with --embedding-model)",
+                               code="model_unavailable")
+            req = parse_embeddings(await body_of(request), info.embedding_length)
+            counts = await anyio.to_thread.run_sync(embedder.count_tokens_of, req["texts"])
+            vectors = await anyio.to_thread.run_sync(embedder.embed, req["texts"])
+        except ApiError as exc:
+            count(endpoint, exc.status)
+            return exc.response()
+        except R1deskError as exc:
+            err = _engine_error(exc)
+            count(endpoint, err.status)
+            return err.response()
+        if req["format"] == "base64":
+            data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+        else:
+            data = [v.tolist() for v in vectors]
+        count(endpoint, 200, started)
+        tokens = int(sum(counts))
+        return JSONResponse({"object": "list", "model": info.name,
+                             "data": [{"object": "embedding", "index": i, "embedding": d} for i, d in enumerate(data)],
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def metrics_route(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -488,12 +766,61 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
     app = Starlette(
         routes=[Route("/v1/models", models, methods=["GET"]),
                 Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+                Route("/v1/completions", completions, methods=["POST"]),
+                Route("/v1/embeddings", embeddings, methods=["POST"]),
                 Route("/metrics", metrics_route, methods=["GET"])],
         exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
     )
     app.state.metrics = metrics
     return Guard(app, api_key=api_key, allowed_hosts=tuple(allowed_hosts), cors_origins=tuple(cors_origins),
                  max_body=max_body, metrics=metrics)
+
+
+class _Shape:
+    """OpenAI's JSON for one response: chat.completion(.chunk) or text_completion."""
+
+    def __init__(self, rid: str, created: int, model: str, is_chat: bool, req: dict[str, Any]):
+        self.rid, self.created, self.model, self.is_chat = rid, created, model, is_chat
+        self.echo = req.get("prompt") if req.get("echo") else None
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        return {"id": self.rid, "object": obj, "created": self.created, "model": self.model}
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
+        if self.is_chat:
+            body = self._head("chat.completion.chunk")
+            body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        else:
+            if "reasoning_content" in delta:
+                return ""  # a plain completion has no thinking of its own
+            text = delta.get("content", "")
+            if self.echo is not None:
+                text, self.echo = self.echo + text, None
+            body = self._head("text_completion")
+            body["choices"] = [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def usage_chunk(self, stats: dict[str, Any]) -> str:
+        body = self._head("chat.completion.chunk" if self.is_chat else "text_completion")
+        body.update(choices=[], usage=_usage(stats))
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def whole(self, reply: _Reply) -> dict[str, Any]:
+        content = "".join(reply.content)
+        if self.is_chat:
+            message: dict[str, Any] = {"role": "assistant", "content": content if content or not reply.calls else None}
+            reasoning = "".join(reply.reasoning)
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            if reply.calls:
+                message["tool_calls"] = [c.to_openai() for c in reply.calls]
+            choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": (self.echo or "") + content, "finish_reason": reply.finish_reason,
+                      "logprobs": None}
+            obj = "text_completion"
+        return dict(self._head(obj), choices=[choice], usage=_usage(reply.stats))
 
 
 def _log(rid: str, model: str, stats: dict[str, Any], started: float, *, stream: bool) -> None:

@@ -61,6 +61,8 @@ class SamplingParams:
     max_tokens: int | None = None  # answer tokens, thinking not counted; None: DEFAULT_MAX_TOKENS, 0: no limit
     seed: int | None = None
     reasoning_budget: int | None = None  # max thinking tokens; None = unlimited
+    reasoning_seconds: float | None = None  # max thinking time from the first token; None = unlimited
+    grammar: str | None = None  # GBNF the answer must follow (see engine.inference.structured)
 
     def resolved(self, model: ModelInfo) -> dict[str, Any]:
         base = dict(R1_DEFAULTS if model.is_r1 else GENERIC_DEFAULTS)
@@ -73,6 +75,9 @@ class SamplingParams:
             out["max_tokens"] = DEFAULT_MAX_TOKENS
         out.setdefault("seed", None)
         out.setdefault("reasoning_budget", None)
+        out.setdefault("reasoning_seconds", None)
+        if out["reasoning_seconds"] is not None and float(out["reasoning_seconds"]) <= 0:
+            raise R1deskError("the reasoning time budget must be more than 0 seconds")
         if out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
             raise R1deskError("temperature must be >= 0 and top_p in (0, 1]")
         if int(out["max_tokens"]) < 0:

@@ -68,6 +68,7 @@ class LoadOptions:
     use_mmap: bool = True
     n_batch: int | None = None  # None: llama.cpp's default for where the weights sit (512 CPU, 2048 GPU)
     embedding: bool = False  # for embeddings (documents), not chat
+    rpc_servers: list[str] = field(default_factory=list)  # host:port of llama.cpp RPC workers to split the model over
 
 
 @dataclass
@@ -90,6 +91,9 @@ class ModelInfo:
     snapshot_ram_budget: int = 0  # RAM the model process may keep recent conversations' state in
     is_embedding: bool = False  # loaded for embeddings, not chat
     embedding_length: int = 0  # the width of the model's vectors
+    tool_style: str | None = None  # how its chat template lets it call tools; None: it cannot
+    tool_args_as_objects: bool = False  # its template wants a call's arguments as an object, not text
+    remote_devices: list[dict[str, Any]] = field(default_factory=list)  # RPC devices the model is split over
 
     @property
     def is_r1(self) -> bool:
@@ -182,6 +186,7 @@ def resolve_options(info: GGUFInfo, options: LoadOptions) -> dict[str, Any]:
         "use_mmap": bool(options.use_mmap),
         "n_batch": int(options.n_batch) if options.n_batch else None,
         "embedding": bool(options.embedding),
+        "rpc_servers": list(options.rpc_servers),
     }
 
 
@@ -286,11 +291,12 @@ class _Job:
 class _Chat(_Job):
     def __init__(self, messages: list[dict[str, Any]], params: dict[str, Any],
                  template_vars: dict[str, Any], token: CancelToken | None, session: str | None = None,
-                 adapters: list | None = None):
+                 adapters: list | None = None, prompt: str | None = None):
         super().__init__(token)
         self.messages, self.params, self.template_vars = messages, params, template_vars
         self.session = session
         self.adapters = [list(a) for a in adapters or []]
+        self.prompt = prompt  # a plain completion of this text: no template, no conversation
 
     def run(self, core: "_Core") -> None:
         if self.token.cancelled:
@@ -557,6 +563,8 @@ class _Core:
             options=resolved, file_size=Path(path).stat().st_size, internal_name=data["name"],
             snapshot_ram_budget=data.get("snapshot_ram_budget", 0),
             is_embedding=bool(data.get("is_embedding")), embedding_length=int(data.get("embedding_length") or 0),
+            tool_style=data.get("tool_style"), tool_args_as_objects=bool(data.get("tool_args_as_objects")),
+            remote_devices=list(data.get("remote_devices") or []),
         )
         self.load_args = (path, options)
         self.reload_reason = None
@@ -609,7 +617,7 @@ class _Core:
         """Send one chat request to the model process and pass its events to the job."""
         self.proc.conn.send({"op": "chat", "messages": job.messages, "params": job.params,
                              "template_vars": job.template_vars, "session": job.session,
-                             "adapters": job.adapters})
+                             "adapters": job.adapters, "prompt": job.prompt})
         rendered = False
         started = time.monotonic()
         token = job.token
@@ -772,5 +780,12 @@ class ModelHost:
         against the model by the caller); none for the base model alone.
         """
         job = _Chat(messages, params, template_vars or {}, cancel, session, adapters)
+        self._core.submit(job)
+        return Generation(self._core, job)
+
+    def complete(self, prompt: str, params: dict[str, Any], *, cancel: CancelToken | None = None) -> Generation:
+        """Queue a plain completion: the model continues ``prompt`` as written (no chat template,
+        no conversation kept); the same stream as ``chat``."""
+        job = _Chat([], params, {}, cancel, None, None, prompt=prompt)
         self._core.submit(job)
         return Generation(self._core, job)

@@ -59,7 +59,7 @@ class ThinkSplitter:
                     self._lstrip = True
                     buf = buf[idx + len(CLOSE):]
                     continue
-                keep = _partial_suffix(buf, CLOSE)
+                keep = partial_suffix(buf, CLOSE)
                 if len(buf) > keep:
                     self._emit(out, "reasoning", buf[: len(buf) - keep])
                 self._pending = buf[len(buf) - keep:]
@@ -85,7 +85,7 @@ class ThinkSplitter:
         return out
 
 
-def _partial_suffix(buf: str, tag: str) -> int:
+def partial_suffix(buf: str, tag: str) -> int:
     """Length of the longest suffix of ``buf`` that is a proper prefix of ``tag``."""
     for n in range(min(len(tag) - 1, len(buf)), 0, -1):
         if buf.endswith(tag[:n]):

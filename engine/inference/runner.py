@@ -22,6 +22,7 @@ from typing import Any
 from r1desk.engine.errors import AdapterError, ContextOverflow, ModelLoadFailed, R1deskError
 from r1desk.engine.inference.reasoning import ThinkSplitter
 from r1desk.engine.inference.snapshots import RamSnapshots, Snapshot, SnapshotStore
+from r1desk.engine.inference.structured import arguments_as_objects, tool_style
 from r1desk.engine.inference.templates import CHATML, ChatTemplate
 
 OPEN_THINKING = "<think>\n"
@@ -154,6 +155,9 @@ class Runner:
             "warnings": warnings,
             "snapshot_ram_budget": opts["snapshot_ram_budget"],
             "is_embedding": embedding,
+            "remote_devices": opts.get("remote_devices") or [],
+            "tool_style": (style.name if (style := tool_style(self.template.source)) else None),
+            "tool_args_as_objects": arguments_as_objects(self.template.source),
             "embedding_length": llm.n_embd(),
             "pooling": llm.pooling_type() if embedding else None,
         }
@@ -439,27 +443,36 @@ class Runner:
         t_start = time.perf_counter()
         p = req["params"]
         budget = p.get("reasoning_budget")
+        seconds = p.get("reasoning_seconds")
+        seconds = float(seconds) if seconds else None
         max_tokens = p.get("max_tokens")
         n_ctx = self.n_ctx
         reserve = min(max_tokens or 1024, n_ctx // 4)
         variables = dict(req.get("template_vars") or {})
         session = req.get("session")
         self._use_adapters(req.get("adapters") or [])
-        prompt, tokens, dropped, reused_from = self._prepare(session, req["messages"], reserve, variables)
-        opened = prompt.rstrip().endswith("<think>")
-        if p.get("open_thinking") and not opened and budget != 0:
+        raw = req.get("prompt")
+        if raw is not None:
+            # A plain completion: the text as given, no chat template, no thinking of its own.
+            prompt, tokens, dropped, reused_from = raw, self._raw_tokens(raw, reserve), 0, "context"
+            self._session = None
+        else:
+            prompt, tokens, dropped, reused_from = self._prepare(session, req["messages"], reserve, variables)
+        opened = raw is None and prompt.rstrip().endswith("<think>")
+        reasoning_model = raw is None and self.template.is_reasoning
+        if p.get("open_thinking") and not opened and budget != 0 and raw is None:
             # DeepSeek's advice for R1: start the reply with "<think>\n", or it may skip thinking.
             prompt += OPEN_THINKING
             tokens = tokens + self._tokenize(OPEN_THINKING)
             opened = True
-        splitter = ThinkSplitter(in_reasoning=opened, detect_open=self.template.is_reasoning or opened)
+        splitter = ThinkSplitter(in_reasoning=opened, detect_open=reasoning_model or opened)
         # What the cache already holds of this prompt; at least the last token is read again,
         # for the logits the first reply token is sampled from.
         cached = min(_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens), len(tokens) - 1)
         send(("rendered", len(tokens), dropped, cached, reused_from))
         text = prompt  # the text the tokens below spell, for the next turn's re-use
         seen = list(tokens)  # every token the model has been given or has generated, in order
-        if budget == 0 and self.template.is_reasoning:
+        if budget == 0 and reasoning_model:
             closing = ("" if opened else "<think>") + CLOSE_THINKING
             seen += self._tokenize(closing)
             text += closing
@@ -488,7 +501,7 @@ class Runner:
                 if pending:
                     self._decode(pending)
                     pending = []
-                tok = sampler.sample()
+                tok = sampler.free() if splitter.in_reasoning else sampler.sample()
                 now = time.perf_counter()
                 if t_first is None:
                     t_first = now
@@ -524,12 +537,15 @@ class Runner:
                                  "counted); raise it with --max-tokens or Longest reply in Settings, "
                                  "0 for no limit")
                     break
-                if budget is not None and budget > 0 and splitter.in_reasoning and n_reasoning >= budget:
+                over_tokens = budget is not None and budget > 0 and n_reasoning >= budget
+                over_time = seconds is not None and now - t_first >= seconds
+                if splitter.in_reasoning and (over_tokens or over_time):
                     # Close the thinking ourselves and let the model answer.
                     out.emit(splitter.flush())
                     splitter.close_reasoning()
                     t_think_end = now
-                    notes.append(f"reasoning budget of {budget} tokens reached")
+                    notes.append(f"reasoning budget of {budget} tokens reached" if over_tokens else
+                                 f"reasoning time budget of {seconds:g} seconds reached")
                     closing = self._tokenize(CLOSE_THINKING)
                     tail = decoder.decode(b"", final=True)
                     text += tail + CLOSE_THINKING
@@ -555,7 +571,10 @@ class Runner:
         out.emit(splitter.flush())
         out.flush()
         # The KV cache now holds seen minus what is still pending; text spells all of seen.
-        self._remember(text, seen, prompt_marks=(len(prompt), len(tokens)))
+        if raw is None:
+            self._remember(text, seen, prompt_marks=(len(prompt), len(tokens)))
+        else:  # the cache's tokens start with a BOS the text does not spell: no marks to reuse
+            self._last_text, self._last_tokens, self._marks, self._used_mark = "", [], [], None
         if splitter.in_reasoning and not splitter.closed and finish == "stop":
             notes.append("the model ended without closing its reasoning")
         if dropped:
@@ -580,8 +599,18 @@ class Runner:
             "notes": notes,
         }
         send(("done", stats))
-        if session:
+        if session and raw is None:
             self._snapshot(session)
+
+    def _raw_tokens(self, text: str, reserve: int) -> list[int]:
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        if not tokens:
+            raise ContextOverflow("the prompt is empty", facts={"code": "empty-prompt"})
+        if len(tokens) + min(reserve, 16) > self.n_ctx:
+            raise ContextOverflow(f"the prompt is {len(tokens):,} tokens but the context holds {self.n_ctx:,}",
+                                  facts={"code": "too-long", "tokens": len(tokens), "n_ctx": self.n_ctx,
+                                         "n_ctx_train": self.llm._model.n_ctx_train()})
+        return tokens
 
     def _decode(self, tokens: list[int]) -> None:
         """Read generated tokens into the cache, one preallocated batch, logits for the last only."""
@@ -756,7 +785,11 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
     from r1desk.engine.hardware import fit
     from r1desk.engine.hardware import probe as hardware
 
-    hw = hardware.detect()
+    from r1desk.engine.inference import rpc
+
+    # Other machines' llama.cpp RPC workers join as devices before anything is estimated or loaded.
+    remote = rpc.add_servers(list(opts.get("rpc_servers") or []))
+    hw = rpc.with_remote_devices(hardware.detect(), remote)
     info = read_header(path)
     kv_type, flash = str(opts.get("kv_type", "f16")), bool(opts.get("flash_attn"))
     n_ctx = int(opts["n_ctx"])
@@ -787,8 +820,20 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
         # A BERT-style (non-causal) model must see each text in one micro-batch, or llama.cpp
         # aborts; a text is cut to the batch, which may not pass the positions it was trained for.
         n_batch = n_ubatch = min(n_ctx, max(512, n_batch))
+    if remote:
+        where = ", ".join(f"{d.name} at {d.endpoint}" for d in remote)
+        notes.append(f"{int(ngl)} of {info_layers(info)} layers offloaded to the GPUs and RPC servers ({where})")
     return dict(opts, n_ctx=n_ctx, n_gpu_layers=int(ngl), n_batch=n_batch, n_ubatch=n_ubatch,
+                remote_devices=[d.to_dict() for d in remote],
                 snapshot_ram_budget=ram_budget), notes
+
+
+def info_layers(info) -> int:
+    """Layers llama.cpp can offload: the blocks and the output layer."""
+    try:
+        return int(info.block_count) + 1
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 class _Sampler:
@@ -828,12 +873,47 @@ class _Sampler:
         if penalty != 1.0:
             for tok in history[-64:]:
                 llama_cpp.llama_sampler_accept(chain, tok)
-        self.sample = functools.partial(llama_cpp.llama_sampler_sample, chain, llm._ctx.ctx, -1)
+        self.free = functools.partial(llama_cpp.llama_sampler_sample, chain, llm._ctx.ctx, -1)
+        self.sample = self.free
+        # A grammar (structured output, a forced tool call) rules the answer only, not R1's
+        # thinking: its own chain, the grammar first, used once the answer begins.
+        self.constrained_chain = None
+        grammar = p.get("grammar")
+        if grammar:
+            g = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                self.close()
+                raise ModelLoadFailed("llama.cpp could not read the output grammar")
+            self.constrained_chain = cc = llama_cpp.llama_sampler_chain_init(params)
+            llama_cpp.llama_sampler_chain_add(cc, g)
+            for s in _plain_samplers(llama_cpp, temp, p, seed):
+                llama_cpp.llama_sampler_chain_add(cc, s)
+            self.sample = functools.partial(llama_cpp.llama_sampler_sample, cc, llm._ctx.ctx, -1)
 
     def close(self) -> None:
-        if self.chain is not None:
-            self._lib.llama_sampler_free(self.chain)
-            self.chain = None
+        for name in ("chain", "constrained_chain"):
+            chain = getattr(self, name, None)
+            if chain is not None:
+                self._lib.llama_sampler_free(chain)
+                setattr(self, name, None)
+
+
+def _plain_samplers(llama_cpp, temp: float, p: dict[str, Any], seed: int) -> list:
+    """The samplers after the grammar: the same cut-offs and draw as the free chain (no penalty:
+    JSON repeats its punctuation by nature)."""
+    if temp == 0:
+        return [llama_cpp.llama_sampler_init_greedy()]
+    out = []
+    if temp > 0:
+        if int(p["top_k"]) > 0:
+            out.append(llama_cpp.llama_sampler_init_top_k(int(p["top_k"])))
+        if float(p["top_p"]) < 1.0:
+            out.append(llama_cpp.llama_sampler_init_top_p(float(p["top_p"]), 1))
+        if float(p["min_p"]) > 0.0:
+            out.append(llama_cpp.llama_sampler_init_min_p(float(p["min_p"]), 1))
+        out.append(llama_cpp.llama_sampler_init_temp(temp))
+    out.append(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return out
 
 
 class _Outbox:

