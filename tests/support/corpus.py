@@ -731,6 +731,25 @@ def zip_bomb_docx(path: Path, inflated_mib: int = 2048) -> Path:
     return path
 
 
+def laughing_docx(path: Path) -> Path:
+    """A Word document whose XML defines the "billion laughs" entities (3 GB if expanded) and uses them."""
+    import docx
+
+    buf = io.BytesIO()
+    docx.Document().save(buf)
+    entities = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    body = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f"<!DOCTYPE w:document [{entities}]>"
+            '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+            "<w:p><w:r><w:t>Quarterly summary.</w:t></w:r></w:p><w:p><w:r><w:t>&lol9;</w:t></w:r></w:p>"
+            "</w:body></w:document>")
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, body if info.filename == "word/document.xml" else src.read(info.filename))
+    return path
+
+
 def encrypted_docx(path: Path) -> Path:
     """What Word saves with a password: an OLE compound file holding an "EncryptedPackage" stream."""
     header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
@@ -817,6 +836,7 @@ def build_hostile(folder: str | os.PathLike, *, big: bool = True) -> dict[str, s
     add("setup.pdf", "corrupt", exe_named_pdf)
     add("bomb.docx", "too-large", zip_bomb_docx)
     add("locked.docx", "encrypted", encrypted_docx)
+    add("laughs.docx", "corrupt", laughing_docx)  # libxml2 refuses the expansion
     add("notes.docx", "corrupt", text_named_docx)
     add("program.txt", "binary", elf_named_txt)
     add("picture.txt", "binary", png_named_txt)

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[3]
 MISBEHAVING = {".balloon": "tests.support.corpus:balloon", ".crash": "tests.support.corpus:segfault"}
 HOSTILE = ["locked.pdf", "print-protected.pdf", "damaged.pdf", "half.pdf", "bomb.pdf", "scan.pdf", "setup.pdf",
-           "bomb.docx", "locked.docx", "notes.docx", "program.txt", "picture.txt", "mojibake.txt",
+           "bomb.docx", "locked.docx", "laughs.docx", "notes.docx", "program.txt", "picture.txt", "mojibake.txt",
            "damaged-utf8.txt", "empty.txt", "huge.log", "loop.md", "dangling.md"]
 
 
@@ -82,6 +82,8 @@ def test_what_the_readable_hostile_files_say(hostile, extractor) -> None:
     damaged = extractor.extract(folder / "damaged-utf8.txt")
     assert damaged.encoding == "utf-8" and damaged.notes == ["3 damaged UTF-8 sequences were replaced"]
     assert "Die Prüfung der Anlage in Köln" in damaged.text
+    laughs = extractor.extract(folder / "laughs.docx")  # refused, not expanded to 3 GB
+    assert laughs.code == "corrupt" and "XMLSyntaxError" in laughs.reason and extractor.peak_rss < 400 << 20
     bomb = extractor.extract(folder / "bomb.docx")
     assert "2048.8 MB" in bomb.reason and "zip bomb" in bomb.reason
 
