@@ -316,6 +316,17 @@ def budget_lines(hw, w: Words) -> list[str]:
     return lines
 
 
+def kernel_words(build, w: Words) -> str:
+    """Which CPU kernels llama.cpp runs: the variant chosen for this CPU, or the one fixed set."""
+    features = ", ".join(f for f in build.cpu_features if f not in ("OPENMP", "REPACK", "LLAMAFILE"))
+    if build.cpu_variants and build.cpu_variant in build.cpu_variants:
+        return w("CPU kernels: {variant} ({features}), chosen for this CPU from {count} variants",
+                 variant=build.cpu_variant, features=features or w("none"), count=len(build.cpu_variants))
+    if build.cpu_variant:
+        return w("CPU kernels: {variant}", variant=build.cpu_variant)
+    return w("CPU kernels: one fixed set, built for {features}", features=features or w("none"))
+
+
 def describe(hw, lang: str | None = "en") -> list[str]:
     """Lines for ``r1desk hw``."""
     w = Words(lang)
@@ -361,6 +372,8 @@ def describe(hw, lang: str | None = "en") -> list[str]:
     if b.version:
         engine += w("; llama-cpp-python {version}", version=b.version)
     rows.append(("llama.cpp", engine))
+    if b.cpu_variant or b.cpu_features:
+        rows.append(("", kernel_words(b, w)))
     if b.system_info:
         rows.append(("", b.system_info))
     for note in hw.notes:

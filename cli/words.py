@@ -99,6 +99,10 @@ ZH: dict[str, str] = {
     "usable; {size} for a model": "可以使用；可用于模型 {size}",
     "NOT usable by this build": "当前版本无法使用",
     "backends {backends}; GPU offload {offload}": "后端 {backends}；GPU 加速 {offload}",
+    "CPU kernels: {variant} ({features}), chosen for this CPU from {count} variants":
+        "处理器内核：{variant}（{features}），从 {count} 个版本中为这颗处理器选出",
+    "CPU kernels: {variant}": "处理器内核：{variant}",
+    "CPU kernels: one fixed set, built for {features}": "处理器内核：固定的一套，为 {features} 编译",
     "; llama-cpp-python {version}": "；llama-cpp-python {version}",
     "none": "无",
     "yes": "是",

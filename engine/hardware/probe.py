@@ -84,6 +84,11 @@ class Build:
     devices: list[dict[str, Any]] = field(default_factory=list)  # ggml devices, with memory
     system_info: str = ""
     version: str | None = None
+    # The CPU kernels in use: a variant chosen at run time for this CPU ("haswell", "skylakex", ...)
+    # in a dynamic-backend build, "" in a build with one fixed CPU backend; what they use (AVX2, ...).
+    cpu_variant: str = ""
+    cpu_features: list[str] = field(default_factory=list)
+    cpu_variants: list[str] = field(default_factory=list)  # every variant the build ships
 
     def has(self, backend: str) -> bool:
         return backend.lower() in (b.lower() for b in self.backends)
@@ -382,7 +387,14 @@ def _probe_build_here() -> Build:
         import llama_cpp
     except ImportError:
         return Build(gpu_offload=False, backends=[], system_info="llama-cpp-python is not installed")
+    from r1desk.engine.hardware import kernels
+
     build = Build(version=getattr(llama_cpp, "__version__", None))
+    try:
+        cpu = kernels.cpu_kernels()  # loads a dynamic build's backends before anything asks for them
+        build.cpu_variant, build.cpu_features, build.cpu_variants = cpu.variant, cpu.features, cpu.choices
+    except Exception as exc:
+        build.cpu_variant = f"unknown ({exc})"
     try:
         build.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
         build.system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()

@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any
 
 from r1desk.engine.errors import AdapterError, ContextOverflow, ModelLoadFailed, R1deskError
+from r1desk.engine.hardware.kernels import load_backends
 from r1desk.engine.inference.reasoning import ThinkSplitter
 from r1desk.engine.inference.snapshots import RamSnapshots, Snapshot, SnapshotStore
 from r1desk.engine.inference.structured import arguments_as_objects, tool_style
@@ -85,6 +86,8 @@ class Runner:
             tail = self._log_tail
             self._quiet_log = llama_cpp.llama_log_callback(lambda _level, text, _data: tail.append(text or b""))
             llama_cpp.llama_log_set(self._quiet_log, ctypes.c_void_p(0))
+        # A bundle's llama.cpp chooses its CPU kernels at run time, from its own folder.
+        load_backends()
 
         kv_types = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
         kv = kv_types.get(str(opts.get("kv_type") or "f16").lower())
