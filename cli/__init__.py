@@ -31,8 +31,17 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+def _self_test(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from r1desk.cli import selftest
+
+        ctx.exit(selftest.run(click.echo))
+
+
 @click.group(cls=_Group, invoke_without_command=True)
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--self-test", is_flag=True, expose_value=False, is_eager=True, callback=_self_test,
+              help="Check that r1desk works on this machine (llama.cpp, Qt, database, a small model) and exit.")
 @click.version_option(package_name="r1desk")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
