@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from r1desk.app import i18n, theme
+from r1desk.app.about import AboutButton
 from r1desk.app.chatview import ChatView, MessageWidget
 from r1desk.app.composer import Composer
 from r1desk.app.errors import describe, user_message
@@ -213,6 +214,8 @@ class MainWindow(QMainWindow):
         for button in (self.adapters_button, self.hardware_button, self.settings_button):
             button.setIconSize(QSize(20, 20))
             row.addWidget(button)
+        self.about_button = AboutButton(bar)
+        row.addWidget(self.about_button)
         return bar
 
     def _make_shortcuts(self) -> None:

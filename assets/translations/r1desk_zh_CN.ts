@@ -2,6 +2,72 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
+    <name>AboutButton</name>
+    <message>
+        <source>About r1desk: version, llama.cpp build, data folder</source>
+        <translation>关于 r1desk：版本、llama.cpp 构建、数据文件夹</translation>
+    </message>
+</context>
+<context>
+    <name>AboutDialog</name>
+    <message>
+        <source>CPU kernels: {variant} ({features}), chosen for this processor from {count} variants</source>
+        <translation>处理器内核：{variant}（{features}），从 {count} 个版本中为这颗处理器选出</translation>
+    </message>
+    <message>
+        <source>CPU kernels: {variant}</source>
+        <translation>处理器内核：{variant}</translation>
+    </message>
+    <message>
+        <source>CPU kernels built for {features}</source>
+        <translation>处理器内核为 {features} 编译</translation>
+    </message>
+    <message>
+        <source>llama-cpp-python {version}; {kernels}; backends: {backends}</source>
+        <translation>llama-cpp-python {version}；{kernels}；后端：{backends}</translation>
+    </message>
+    <message>
+        <source>About r1desk</source>
+        <translation>关于 r1desk</translation>
+    </message>
+    <message>
+        <source>Version {version}</source>
+        <translation>版本 {version}</translation>
+    </message>
+    <message>
+        <source>Runs DeepSeek-R1 and other GGUF models on this computer. Nothing leaves it.</source>
+        <translation>在这台电脑上运行 DeepSeek-R1 和其他 GGUF 模型，任何数据都不会离开它。</translation>
+    </message>
+    <message>
+        <source>llama.cpp</source>
+        <translation>llama.cpp</translation>
+    </message>
+    <message>
+        <source>could not be asked: {error}</source>
+        <translation>无法查询：{error}</translation>
+    </message>
+    <message>
+        <source>Looking…</source>
+        <translation>正在查看…</translation>
+    </message>
+    <message>
+        <source>Data folder</source>
+        <translation>数据文件夹</translation>
+    </message>
+    <message>
+        <source>Open</source>
+        <translation>打开</translation>
+    </message>
+    <message>
+        <source>Qt</source>
+        <translation>Qt</translation>
+    </message>
+    <message>
+        <source>Copy details</source>
+        <translation>复制详情</translation>
+    </message>
+</context>
+<context>
     <name>AdaptersDialog</name>
     <message>
         <source>No adapters yet. Import a LoRA adapter as a GGUF file, or a PEFT folder (adapter_config.json and adapter_model.safetensors) trained on the loaded model.</source>
