@@ -89,8 +89,11 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise click.BadParameter(f"{json_schema.name}: not valid JSON ({exc})", param_hint="--json-schema") from None
         grammar = schema_grammar(schema)
+    else:
+        schema = None
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                            reasoning_budget=reasoning_budget, reasoning_seconds=reasoning_seconds, grammar=grammar)
+                            reasoning_budget=reasoning_budget, reasoning_seconds=reasoning_seconds, grammar=grammar,
+                            json_schema=schema)
     if prompt == "-":
         prompt = sys.stdin.read()
     if prompt is not None and not prompt.strip():

@@ -53,6 +53,7 @@ MAX_BODY = 4 * 1024 * 1024  # a long conversation fits; a runaway upload does no
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 ROLES = ("system", "user", "assistant", "tool")
 MAX_EMBEDDING_INPUTS = 2048
+MAX_REPLY_TOKENS = 131_072
 
 
 class ApiError(Exception):
@@ -325,7 +326,7 @@ def _sampling(body: dict, n_ctx: int, max_tokens: int | None, grammar: str | Non
         repeat_penalty=_number(body, "repeat_penalty", float, 0.5, 2.0),
         max_tokens=max_tokens,
         seed=_number(body, "seed", int, 0, 2**31 - 1),
-        reasoning_budget=_number(body, "reasoning_budget", int, 0, n_ctx),
+        reasoning_budget=_number(body, "reasoning_budget", int, 0, max(n_ctx, MAX_REPLY_TOKENS)),
         reasoning_seconds=_number(body, "reasoning_seconds", float, 0.0, 3600.0, low_open=True),
         grammar=grammar,
     )
@@ -341,7 +342,9 @@ def _common(body: dict, n_ctx: int) -> dict[str, Any]:
                              or not all(isinstance(s, str) and s for s in stop)):
         raise ApiError(400, "stop must be a string or a list of up to 4 non-empty strings", param="stop")
     key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = _number({key: body.get(key)}, key, int, 1, n_ctx)
+    # Beyond the context a reply just stops when the context is full (finish_reason "length"), as
+    # llama.cpp's own server does; a client's generous default is no error.
+    max_tokens = _number({key: body.get(key)}, key, int, 1, max(n_ctx, MAX_REPLY_TOKENS))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", param="stream")

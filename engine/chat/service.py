@@ -63,6 +63,7 @@ class SamplingParams:
     reasoning_budget: int | None = None  # max thinking tokens; None = unlimited
     reasoning_seconds: float | None = None  # max thinking time from the first token; None = unlimited
     grammar: str | None = None  # GBNF the answer must follow (see engine.inference.structured)
+    json_schema: dict | None = None  # the schema that grammar came from (a remote model takes this instead)
 
     def resolved(self, model: ModelInfo) -> dict[str, Any]:
         base = dict(R1_DEFAULTS if model.is_r1 else GENERIC_DEFAULTS)
@@ -184,7 +185,8 @@ class ChatService:
         if host is None:
             host = ModelHost(snapshots=SnapshotStore(budget=self.snapshot_budget()))
         self.host = host
-        self.history.forgotten.append(host.forget)
+        self._local = host  # the model process; a remote model stands in its place while loaded
+        self.history.forgotten.append(lambda session: self.host.forget(session))
         self.adapter_store = Adapters(self.history.db)
         self._shapes: dict[tuple[str, int, int], ModelShape] = {}
 
@@ -204,20 +206,20 @@ class ChatService:
         set_setting(self.history.db, "cache.kv_disk_bytes", int(nbytes))
         store = SnapshotStore(self._snapshot_folder(), int(nbytes))
         store.trim()
-        self.host.set_snapshots(store)
+        self._local.set_snapshots(store)
 
     def snapshot_usage(self) -> tuple[int, int]:
         """(bytes, conversations) of saved KV state on disk."""
-        store = self.host.snapshots
+        store = self._local.snapshots
         return store.usage() if store is not None else (0, 0)
 
     def clear_snapshots(self) -> int:
         """Delete all saved KV state on disk (the model's memory keeps what it holds); bytes freed."""
-        store = self.host.snapshots
+        store = self._local.snapshots
         return store.clear() if store is not None else 0
 
     def _snapshot_folder(self):
-        store = self.host.snapshots
+        store = self._local.snapshots
         return store.folder if store is not None else None
 
     # Model --------------------------------------------------------------------------------
@@ -228,8 +230,15 @@ class ChatService:
         The model is then called by its library name (or its file name), the same name
         everywhere, not by the name written inside the file.
         """
+        from r1desk.engine.chat import remotes
         from r1desk.engine.models.library import Library, default_name
 
+        remote = remotes.get(str(model), self.history.db)
+        if remote is not None or str(model).startswith(("http://", "https://")):
+            return self._load_remote(remote or remotes.Remote(str(model), str(model)), options)
+        if self.host is not self._local:
+            self.host.close()
+            self.host = self._local
         path = resolve_model(model)
         library = Library(self.history.db)
         try:
@@ -248,6 +257,22 @@ class ChatService:
         info.name = known.name if known is not None else default_name(Path(info.path))
         return info
 
+    def _load_remote(self, remote, options: LoadOptions | None) -> ModelInfo:
+        """A model behind an OpenAI-compatible server in the model process's place (freed first)."""
+        from r1desk.engine.inference.remote import RemoteHost
+
+        if options is not None and options.rpc_servers:
+            raise ModelLoadFailed("RPC servers apply to a model loaded here, not to a remote one",
+                                  facts={"code": "remote-no-rpc"})
+        host = RemoteHost(remote.url, remote.api_key, remote.model,
+                          name=remote.name if remote.name != remote.url else None)
+        info = host.load()
+        if self.host is not self._local:
+            self.host.close()
+        self._local.unload()
+        self.host = host
+        return info
+
     @property
     def loaded(self) -> ModelInfo | None:
         return self.host.info
@@ -256,7 +281,9 @@ class ChatService:
         self.host.unload()
 
     def close(self) -> None:
-        self.host.close()
+        if self.host is not self._local:
+            self.host.close()
+        self._local.close()
 
     def measure(self, conversation_id: int | None, text: str, params: SamplingParams | None = None, *,
                 system: str | None = None) -> Budget:
