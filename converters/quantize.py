@@ -21,6 +21,7 @@ from r1desk.engine import paths
 from r1desk.engine.errors import Cancelled, ConversionError, DiskFull, ModelNotFound
 from r1desk.engine.events import Progress
 from r1desk.engine.gguf import quants
+from r1desk.engine.processes import exit_with_parent
 
 # Types llama.cpp will not make without an importance matrix (it aborts otherwise).
 NEEDS_IMATRIX = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"}
@@ -112,6 +113,8 @@ def default_output(src: Path, target: str) -> Path:
 
 
 def _child(src: str, out: str, ftype: int, allow_requantize: bool, threads: int, log_path: str, conn) -> None:
+    # An app that ends without stopping the job (kill -9, a crash) takes this process with it.
+    exit_with_parent(mp.parent_process().sentinel)
     # llama.cpp writes its log to stderr; the file keeps it for the error message.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)
