@@ -16,7 +16,8 @@ already, and this does nothing.
 
 A wheel holds ``libggml.so`` and ``libggml.so.0`` as two files: libllama uses the second (its
 soname), llama-cpp-python's ``_ggml`` module loads the first, and each copy keeps its own list
-of backends. So the backends are loaded into every copy in the process (the bundle keeps one).
+of backends. So the backends are loaded into every copy in the process (the bundle keeps one
+file, so one copy).
 """
 
 from __future__ import annotations
@@ -61,22 +62,23 @@ def _prototypes(lib: Any) -> Any:
 
 
 def _ggml_copies() -> list[Any]:
-    """Every copy of libggml loaded in this process: ``_ggml``'s first, then libllama's if it is another file."""
+    """Every copy of libggml in this process: libllama's own first, then ``_ggml``'s if it is another file.
+
+    libllama's is reached through libllama itself: a symbol looked up in its handle resolves in
+    the libraries it links to (not on Windows, where a wheel holds one ggml.dll anyway).
+    """
     import llama_cpp  # noqa: F401 - loads libllama and, through it, libggml and libggml-base
     from llama_cpp import _ggml
+    from llama_cpp import llama_cpp as bindings
 
-    copies = [_ggml.libggml]
-    noload = getattr(os, "RTLD_NOLOAD", 0)
-    if noload:
-        for path in sorted(library_dir().glob("libggml.*")):
-            if path.suffix not in (".so", ".dylib") and ".so." not in path.name:
-                continue
-            try:
-                lib = ctypes.CDLL(str(path), mode=noload | os.RTLD_NOW)  # only one already loaded
-            except OSError:
-                continue
-            if all(lib._handle != c._handle for c in copies):
-                copies.append(lib)
+    copies = []
+    for lib in (bindings._lib, _ggml.libggml):
+        try:
+            address = ctypes.cast(lib.ggml_backend_reg_by_name, ctypes.c_void_p).value
+        except AttributeError:
+            continue
+        if all(ctypes.cast(c.ggml_backend_reg_by_name, ctypes.c_void_p).value != address for c in copies):
+            copies.append(lib)
     return [_prototypes(lib) for lib in copies]
 
 
@@ -147,7 +149,7 @@ def cpu_kernels() -> CpuKernels:
     The variant is named by the file its code was loaded from: ggml gives no other name for it.
     """
     load_backends()
-    lib = _ggml_copies()[-1]  # libllama's own
+    lib = _ggml_copies()[0]  # libllama's own
     reg = lib.ggml_backend_reg_by_name(b"CPU")
     get_features = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
     features: list[str] = []

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from r1desk.engine.errors import ModelLoadFailed
+from r1desk.engine.hardware.kernels import load_backends
 
 DEFAULT_PORT = 50052  # llama.cpp's rpc-server default
 CONNECT_SECONDS = 5.0
@@ -89,7 +90,7 @@ def _lib() -> Any:
 def _rpc_function(lib: Any, name: str, restype: Any, argtypes: list) -> Any:
     reg = lib.ggml_backend_reg_by_name(b"RPC")
     if not reg:
-        lib.ggml_backend_load_all()
+        load_backends()  # a bundle's llama.cpp loads its backends, RPC among them, from its own folder
         reg = lib.ggml_backend_reg_by_name(b"RPC")
     if not reg:
         raise ModelLoadFailed("this llama.cpp build has no RPC backend (it needs -DGGML_RPC=ON)",
@@ -166,7 +167,7 @@ def serve(host: str, port: int, *, threads: int | None = None, cache_dir: str | 
     import os
 
     lib = _lib()
-    lib.ggml_backend_load_all()
+    load_backends()
     start = _rpc_function(lib, "ggml_backend_rpc_start_server", None,
                           [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
                            ctypes.POINTER(ctypes.c_void_p)])
