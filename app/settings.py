@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from typing import Any, Callable
 
 from r1desk.app import i18n, theme
 from r1desk.app.hardware import probe
 from r1desk.app.qt import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -15,6 +18,7 @@ from r1desk.app.qt import (
     QEvent,
     QFileDialog,
     QFormLayout,
+    QGuiApplication,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -51,10 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "cache.kv_disk_bytes": None,  # None: the engine's default (see engine.inference.snapshots)
     "hub.endpoint": None,
     "hub.token": None,
+    "server.enabled": False,  # the window's "Serve API" switch, on again at the next start
+    "server.port": 1337,
+    "server.host": "127.0.0.1",  # "0.0.0.0": other computers on the network too (a key is then required)
+    "server.api_key": None,
+    "server.cors_origins": [],  # web pages allowed to call the API from a browser
 }
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
                  "reasoning_budget", "reasoning_seconds")
 LOAD_KEYS = ("chat.n_ctx", "chat.n_gpu_layers")
+
+NETWORK_HOST = "0.0.0.0"
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 # Where the data folder is, when the user moved it: outside the data folder by necessity.
 DATA_FOLDER_KEY = "data_folder"
@@ -161,7 +173,7 @@ class _ReplyLimit:
 
 class SettingsDialog(QDialog):
     """Context, GPU layers (with a live estimate), sampling, the default system prompt, hub, data
-    folder, language, theme."""
+    folder, language, theme, the API server."""
 
     applied = Signal(list)  # the keys that changed
     estimate_requested = Signal(object, object)  # n_ctx (or None), n_gpu_layers ("auto" or int)
@@ -182,6 +194,7 @@ class SettingsDialog(QDialog):
         self._build_chat_tab()
         self._build_downloads_tab()
         self._build_general_tab()
+        self._build_server_tab()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
             | QDialogButtonBox.StandardButton.Apply, self)
@@ -366,6 +379,77 @@ class SettingsDialog(QDialog):
         form.addRow("", self.folder_note)
         self.tabs.addTab(page, "")
 
+    def _build_server_tab(self) -> None:
+        """The API server the window's "Serve API" switch starts: port, who may connect, key, web pages."""
+        page = QWidget()
+        self.server_page = page
+        form = QFormLayout(page)
+        self.server_port = QSpinBox(page)
+        self.server_port.setRange(1, 65535)
+        self.server_port_label = QLabel(page)
+        form.addRow(self.server_port_label, self.server_port)
+        self.server_local = QRadioButton(page)
+        self.server_network = QRadioButton(page)
+        self.server_network.toggled.connect(self._server_reach_changed)
+        reach = QVBoxLayout()
+        reach.addWidget(self.server_local)
+        reach.addWidget(self.server_network)
+        self.server_reach_label = QLabel(page)
+        form.addRow(self.server_reach_label, reach)
+        self.server_key_required = QCheckBox(page)
+        self.server_key_required.toggled.connect(self._server_key_toggled)
+        form.addRow("", self.server_key_required)
+        key_row = QHBoxLayout()
+        self.server_key = QLineEdit(page)
+        self.server_key.setReadOnly(True)
+        self.server_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.server_key_show = QPushButton(page)
+        self.server_key_show.setCheckable(True)
+        self.server_key_show.toggled.connect(lambda shown: self.server_key.setEchoMode(
+            QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password))
+        self.server_key_copy = QPushButton(page)
+        self.server_key_copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.server_key.text()))
+        self.server_key_new = QPushButton(page)
+        self.server_key_new.clicked.connect(self._new_server_key)
+        key_row.addWidget(self.server_key, 1)
+        for button in (self.server_key_show, self.server_key_copy, self.server_key_new):
+            key_row.addWidget(button)
+        self.server_key_label = QLabel(page)
+        form.addRow(self.server_key_label, key_row)
+        self.server_origins = QLineEdit(page)
+        self.server_origins_label = QLabel(page)
+        form.addRow(self.server_origins_label, self.server_origins)
+        self.server_note = QLabel(page)
+        self.server_note.setObjectName("Muted")
+        self.server_note.setWordWrap(True)
+        form.addRow("", self.server_note)
+        self.server_error = QLabel(page)
+        self.server_error.setObjectName("MessageNotice")
+        self.server_error.setWordWrap(True)
+        self.server_error.setVisible(False)
+        form.addRow("", self.server_error)
+        self.tabs.addTab(page, "")
+
+    def _server_reach_changed(self, network: bool) -> None:
+        # On the network the key is what keeps other people out: it cannot be switched off there.
+        if network:
+            self.server_key_required.setChecked(True)
+        self.server_key_required.setEnabled(not network)
+
+    def _server_key_toggled(self, required: bool) -> None:
+        if required and not self.server_key.text():
+            self._new_server_key()
+        for w in (self.server_key, self.server_key_show, self.server_key_copy, self.server_key_new):
+            w.setEnabled(required)
+
+    def _new_server_key(self) -> None:
+        self.server_key.setText(secrets.token_urlsafe(24))
+
+    def server_origins_list(self) -> list[str] | None:
+        """The web pages typed (comma or space between them), or None when one is not an origin."""
+        origins = [o.rstrip("/") for o in re.split(r"[\s,]+", self.server_origins.text().strip()) if o]
+        return origins if all(_ORIGIN.match(o) for o in origins) else None
+
     # Values ------------------------------------------------------------------------------
     def load(self) -> None:
         s = self.settings
@@ -385,6 +469,16 @@ class SettingsDialog(QDialog):
         self.language_combo.setCurrentIndex(max(0, self.language_combo.findData(s.get("app.language"))))
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.get("app.theme"))))
         self.folder_path.setText(self._data_folder)
+        self.server_port.setValue(int(s.get("server.port") or 1337))
+        key = s.get("server.api_key") or ""
+        self.server_key.setText(key)
+        network = (s.get("server.host") or "127.0.0.1") == NETWORK_HOST
+        self.server_key_required.setChecked(bool(key) or network)
+        self._server_key_toggled(self.server_key_required.isChecked())
+        self.server_network.setChecked(network)
+        self.server_local.setChecked(not network)
+        self._server_reach_changed(network)
+        self.server_origins.setText(", ".join(s.get("server.cors_origins") or []))
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -396,6 +490,10 @@ class SettingsDialog(QDialog):
             "hub.token": self.token_edit.text().strip() or None,
             "app.language": self.language_combo.currentData(),
             "app.theme": self.theme_combo.currentData(),
+            "server.port": self.server_port.value(),
+            "server.host": NETWORK_HOST if self.server_network.isChecked() else "127.0.0.1",
+            "server.api_key": (self.server_key.text() or None) if self.server_key_required.isChecked() else None,
+            "server.cors_origins": self.server_origins_list(),
         }
         for key, opt in self.sampling.items():
             out[f"chat.{key}"] = opt.value()
@@ -419,6 +517,13 @@ class SettingsDialog(QDialog):
                 return None
             changed.append("hub.endpoint")
         self.hub_error.setVisible(False)
+        if values["server.cors_origins"] is None:
+            self.tabs.setCurrentWidget(self.server_page)
+            self.server_error.setText(self.tr("Web pages are given as their origin, such as https://example.com "
+                                              "or http://localhost:3000 (no path), with commas between them."))
+            self.server_error.setVisible(True)
+            return None
+        self.server_error.setVisible(False)
         changed += self.settings.update(values)
         if self._new_data_folder:
             choose_data_folder(self._new_data_folder)
@@ -575,6 +680,26 @@ class SettingsDialog(QDialog):
         self.folder_label.setText(self.tr("Data folder"))
         self.folder_button.setText(self.tr("Change…"))
         self.folder_note.setText(self.tr("Conversations, settings and downloaded models are kept here."))
+        self.tabs.setTabText(self.tabs.indexOf(self.server_page), self.tr("API server"))
+        self.server_port_label.setText(self.tr("Port"))
+        self.server_reach_label.setText(self.tr("Who can connect"))
+        self.server_local.setText(self.tr("Programs on this computer only"))
+        self.server_network.setText(self.tr("Other computers on the network too (the key is required)"))
+        self.server_key_required.setText(self.tr("Require the API key"))
+        self.server_key_label.setText(self.tr("API key"))
+        self.server_key.setPlaceholderText(self.tr("No key"))
+        self.server_key_show.setText(self.tr("Show"))
+        self.server_key_copy.setText(self.tr("Copy"))
+        self.server_key_new.setText(self.tr("New key"))
+        self.server_origins_label.setText(self.tr("Web pages allowed"))
+        self.server_origins.setPlaceholderText(self.tr("None (for example: http://localhost:3000)"))
+        self.server_note.setText(self.tr(
+            "Turn the server on with Serve API at the top of the window, which then shows its address. It "
+            "serves the model loaded in r1desk through OpenAI's API: requests wait their turn with your own "
+            "chats, and conversations through the API are not saved in the history. Clients send the key "
+            "as \"Authorization: Bearer KEY\". Web pages in a browser may call the API only from the "
+            "addresses listed here."
+        ))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         ok.setText(self.tr("OK"))
         self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText(self.tr("Cancel"))

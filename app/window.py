@@ -36,6 +36,7 @@ from r1desk.app.qt import (
     QWidget,
     Signal,
 )
+from r1desk.app.serverpanel import ServerPanel
 from r1desk.app.settings import LOAD_KEYS, AppSettings, SettingsDialog
 from r1desk.app.sidebar import Sidebar
 from r1desk.app.statusbar import StatusBar
@@ -205,6 +206,8 @@ class MainWindow(QMainWindow):
         self.model_button.clicked.connect(self.show_model_picker)
         row.addWidget(self.model_button)
         row.addStretch(1)
+        self.server_panel = ServerPanel(self, bar)
+        row.addWidget(self.server_panel)
         self.adapters_button = QToolButton(bar)
         self.adapters_button.clicked.connect(self.show_adapters)
         self.hardware_button = QToolButton(bar)
@@ -232,6 +235,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Once the window shows: empty the old bin, then load the last model or welcome a new user."""
         self.history.purge_deleted(older_than=30 * 86400)
+        self.server_panel.start_if_enabled()
         last = self.settings.get("app.last_model")
         if last and Path(last).is_file():
             self.load_model(last)
@@ -754,6 +758,7 @@ class MainWindow(QMainWindow):
                 self.open_conversation(self.current_id)  # rendered text takes the new colours
         if "data_folder" in keys:
             self.notice.show_message(self.tr("The new data folder is used from the next start."))
+        self.server_panel.settings_changed(keys)
         if "cache.kv_disk_bytes" in keys:
             self.chat.set_snapshot_budget(int(self.settings.get("cache.kv_disk_bytes") or 0))
         info = self.chat.loaded
@@ -790,6 +795,7 @@ class MainWindow(QMainWindow):
         from r1desk.app import workers
 
         self.stop()
+        self.server_panel.shut_down()
         for worker in workers.running():
             worker.quit()
         workers.wait_for_all(5000)

@@ -242,6 +242,267 @@ Enter sends, Shift+Enter starts a new line.</source>
     </message>
 </context>
 <context>
+    <name>Documents</name>
+    <message>
+        <source>{n} s</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{n} min</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{h} h {m} min</source>
+        <translation type="unfinished">{h} 小时 {m} 分</translation>
+    </message>
+    <message>
+        <source>Documents: folders and files conversations can answer from</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>DocumentsButton</name>
+    <message>
+        <source>Answers come from your documents: {names}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Answer from your documents: choose collections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Answer from:</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>No collections yet</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Manage documents…</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>DocumentsDialog</name>
+    <message>
+        <source>&lt;h3&gt;No collections yet&lt;/h3&gt;Make a collection, then add folders or files to it: r1desk indexes them, and a conversation that uses the collection answers from them, citing the pages it used.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Problems</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>updated {when}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>not indexed yet</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{files} files indexed · {chunks} passages · {size} · {when}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Searched by words and by meaning, with {model}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{n} files still wait for their vectors: index again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Full-text search only so far. The next indexing adds vectors with {model}, so that questions find passages in other words too.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Full-text search only: questions find passages that share their words. Download an embedding model (the model picker offers one for Chinese and English) or choose a GGUF embedding model file, then index again to search by meaning as well.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Ticked: changes in it are indexed as they happen, while r1desk runs.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{path} (not there: moved, or on a drive not connected)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Problems ({n})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Every file found could be read.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>New collection</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Name of the collection (for example: Work papers):</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Made {name}: add folders or files to it.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Delete the collection</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Delete {name}? Its index ({files} files, {chunks} passages) is removed; your files stay as they are. Conversations that used it no longer answer from it.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation type="unfinished">删除</translation>
+    </message>
+    <message>
+        <source>Deleted {name} ({files} files, {chunks} passages); your files are untouched.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Add a folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Add files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Documents (*.pdf *.docx *.md *.markdown *.txt *.html *.htm *.csv *.rst *.log);;All files (*)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Took {path} out of {name}, with its {n} files; they stay on the disk.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Choose an embedding model</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>GGUF models (*.gguf)</source>
+        <translation type="unfinished">GGUF 模型 (*.gguf)</translation>
+    </message>
+    <message>
+        <source>Collections are indexed with {model} from the next indexing on.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Looking for files…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Stopping after the file being read…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Loading the embedding model {model}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Looking for files… {n} found</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{done} of {total} files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{rate} passages/s</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>about {time} left</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Indexed in {time}: {added} new and {updated} changed files ({chunks} passages), {unchanged} unchanged, {removed} gone.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{n} files could not be read: see Problems.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{path} is not there (moved, or on a drive not connected): its files are kept.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The embedding model changed to {model}: every passage was embedded again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Indexing stopped. The {n} files done so far are kept; indexing again goes on from there.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{name}: a change in a watched folder was indexed ({added} new, {updated} changed, {removed} gone).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Documents</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Collections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>New…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Delete…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Choose an embedding model…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Folders and files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Add a folder…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Add files…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Remove</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Tick a folder to watch it: while r1desk runs, files added, changed or deleted there are indexed without asking.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>File</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Why it was not indexed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Index now</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation type="unfinished">取消</translation>
+    </message>
+</context>
+<context>
     <name>DownloadRow</name>
     <message>
         <source>Starting…</source>
@@ -605,6 +866,78 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>The chat history database {file} was written by a newer version of r1desk: update r1desk to open it.</source>
         <translation>聊天记录数据库 {file} 是由更新版本的 r1desk 写入的：请更新 r1desk 后再打开。</translation>
+    </message>
+    <message>
+        <source>Not a kind of file r1desk reads.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Named as text, but it holds binary data (a program, an image or an archive).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Its text is in no encoding r1desk recognises.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It is locked with a password.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It is damaged or cut short, or not what its name says.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It is too big, or would unpack to far more than its size (a zip or PDF bomb).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It holds no text to index: it is empty, or a scan without a text layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Reading it took too long, so it was stopped. It is tried again at the next indexing.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Reading it needed too much memory, so it was stopped. It is tried again at the next indexing.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The reader crashed on it; the other files were read. It is tried again at the next indexing.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The system does not let r1desk read it (permissions, or a disk error).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It is a link that leads back to itself.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>It was deleted or moved while it was indexed, or it is a link to nowhere.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>A collection needs a name of at most 100 characters, without control characters.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>There is no collection named {name}; it may have been deleted.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{path} does not exist (any more).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The collection has no folders or files yet: add some to index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{model} is not an embedding model: choose a GGUF embedding model, or index for full-text search only.</source>
+        <translation type="unfinished"></translation>
     </message>
     <message>
         <source>Download it again from the model picker.</source>
@@ -1321,6 +1654,89 @@ Enter sends, Shift+Enter starts a new line.</source>
     </message>
 </context>
 <context>
+    <name>ServerPanel</name>
+    <message>
+        <source>Open Settings</source>
+        <translation>打开设置</translation>
+    </message>
+    <message>
+        <source>Requests: {n}</source>
+        <translation>请求：{n}</translation>
+    </message>
+    <message>
+        <source>API requests being answered or waiting for the model now; {total} since the server started</source>
+        <translation>正在回答或等待模型的 API 请求数；服务器启动以来共 {total} 个</translation>
+    </message>
+    <message>
+        <source>The API server cannot start: port {port} is in use by another program. Choose another port in Settings › API server.</source>
+        <translation>API 服务器无法启动：端口 {port} 已被其他程序占用。请在“设置 › API 服务器”中选择其他端口。</translation>
+    </message>
+    <message>
+        <source>The API server cannot start: port {port} is reserved or needs administrator rights. Choose a port above 1024 in Settings › API server.</source>
+        <translation>API 服务器无法启动：端口 {port} 被系统保留或需要管理员权限。请在“设置 › API 服务器”中选择 1024 以上的端口。</translation>
+    </message>
+    <message>
+        <source>The API server cannot start: {host} is not an address of this computer. Choose where to listen in Settings › API server.</source>
+        <translation>API 服务器无法启动：{host} 不是这台电脑的地址。请在“设置 › API 服务器”中选择监听的位置。</translation>
+    </message>
+    <message>
+        <source>The API server cannot listen on the network without an API key. Create one in Settings › API server.</source>
+        <translation>没有 API 密钥时，API 服务器不能在网络上监听。请在“设置 › API 服务器”中创建一个。</translation>
+    </message>
+    <message>
+        <source>The API server cannot start: {error}</source>
+        <translation>API 服务器无法启动：{error}</translation>
+    </message>
+    <message>
+        <source>Stopping…</source>
+        <translation>正在停止…</translation>
+    </message>
+    <message>
+        <source>Starting…</source>
+        <translation>正在启动…</translation>
+    </message>
+    <message>
+        <source>Serve API</source>
+        <translation>提供 API</translation>
+    </message>
+    <message>
+        <source>Let other programs use the loaded model through an OpenAI-compatible API. Conversations through the API are not saved in the history.</source>
+        <translation>让其他程序通过兼容 OpenAI 的 API 使用已加载的模型。通过 API 进行的对话不会保存到聊天记录中。</translation>
+    </message>
+    <message>
+        <source>Key {masked}</source>
+        <translation>密钥 {masked}</translation>
+    </message>
+    <message>
+        <source>No key</source>
+        <translation>无密钥</translation>
+    </message>
+    <message>
+        <source>Clients send it as: Authorization: Bearer KEY</source>
+        <translation>客户端这样发送它：Authorization: Bearer KEY</translation>
+    </message>
+    <message>
+        <source>Only programs on this computer can connect</source>
+        <translation>只有这台电脑上的程序可以连接</translation>
+    </message>
+    <message>
+        <source>The base URL for OpenAI clients</source>
+        <translation>OpenAI 客户端使用的基础 URL</translation>
+    </message>
+    <message>
+        <source>Copy the address</source>
+        <translation>复制地址</translation>
+    </message>
+    <message>
+        <source>Copy the API key</source>
+        <translation>复制 API 密钥</translation>
+    </message>
+    <message>
+        <source>Serving</source>
+        <translation>正在提供服务</translation>
+    </message>
+</context>
+<context>
     <name>SettingsDialog</name>
     <message>
         <source>Load a model to see how much memory these settings need.</source>
@@ -1329,6 +1745,10 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>With {ctx} tokens of context: {plan}</source>
         <translation>上下文为 {ctx} 个词元时：{plan}</translation>
+    </message>
+    <message>
+        <source>Web pages are given as their origin, such as https://example.com or http://localhost:3000 (no path), with commas between them.</source>
+        <translation>网页请写成来源地址，例如 https://example.com 或 http://localhost:3000（不带路径），多个之间用逗号分隔。</translation>
     </message>
     <message>
         <source>r1desk keeps what the model has read of each recent conversation, so going back to one, or starting r1desk again, answers at once instead of reading the whole conversation again. Now: {size} for {n} conversation(s). 0 keeps nothing on disk.</source>
@@ -1427,6 +1847,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>思考预算</translation>
     </message>
     <message>
+        <source>Reasoning time</source>
+        <translation>思考时间</translation>
+    </message>
+    <message>
         <source>Random</source>
         <translation>随机</translation>
     </message>
@@ -1439,6 +1863,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>不限</translation>
     </message>
     <message>
+        <source> seconds</source>
+        <translation> 秒</translation>
+    </message>
+    <message>
         <source>Model default</source>
         <translation>模型默认</translation>
     </message>
@@ -1447,8 +1875,8 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>最长回复只计算回答部分：R1 的思考不计入，但两者都占用上下文。“不限制”（0）会让回复一直生成到上下文用满为止。</translation>
     </message>
     <message>
-        <source>&quot;Model default&quot; uses what the model recommends (for DeepSeek-R1: temperature 0.6, top P 0.95). The reasoning budget limits how long R1 may think before it must answer.</source>
-        <translation>“模型默认”表示使用模型推荐的值（DeepSeek-R1：温度 0.6，Top P 0.95）。思考预算限制 R1 在必须回答之前最多能思考多久。</translation>
+        <source>&quot;Model default&quot; uses what the model recommends (for DeepSeek-R1: temperature 0.6, top P 0.95). The reasoning budget and reasoning time limit how long R1 may think before it must answer: when either is reached, the thinking is closed and the model answers.</source>
+        <translation>“模型默认”表示使用模型推荐的值（DeepSeek-R1：温度 0.6，Top P 0.95）。思考预算和思考时间限制 R1 在必须回答之前最多能思考多久：达到其中任何一个时，思考就会结束，模型开始回答。</translation>
     </message>
     <message>
         <source>System prompt for new conversations</source>
@@ -1529,6 +1957,62 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Conversations, settings and downloaded models are kept here.</source>
         <translation>对话、设置和下载的模型都保存在这里。</translation>
+    </message>
+    <message>
+        <source>API server</source>
+        <translation>API 服务器</translation>
+    </message>
+    <message>
+        <source>Port</source>
+        <translation>端口</translation>
+    </message>
+    <message>
+        <source>Who can connect</source>
+        <translation>谁可以连接</translation>
+    </message>
+    <message>
+        <source>Programs on this computer only</source>
+        <translation>仅限这台电脑上的程序</translation>
+    </message>
+    <message>
+        <source>Other computers on the network too (the key is required)</source>
+        <translation>网络上的其他电脑也可以（需要密钥）</translation>
+    </message>
+    <message>
+        <source>Require the API key</source>
+        <translation>需要 API 密钥</translation>
+    </message>
+    <message>
+        <source>API key</source>
+        <translation>API 密钥</translation>
+    </message>
+    <message>
+        <source>No key</source>
+        <translation>无密钥</translation>
+    </message>
+    <message>
+        <source>Show</source>
+        <translation>显示</translation>
+    </message>
+    <message>
+        <source>Copy</source>
+        <translation>复制</translation>
+    </message>
+    <message>
+        <source>New key</source>
+        <translation>新密钥</translation>
+    </message>
+    <message>
+        <source>Web pages allowed</source>
+        <translation>允许的网页</translation>
+    </message>
+    <message>
+        <source>None (for example: http://localhost:3000)</source>
+        <translation>无（例如：http://localhost:3000）</translation>
+    </message>
+    <message>
+        <source>Turn the server on with Serve API at the top of the window, which then shows its address. It serves the model loaded in r1desk through OpenAI&apos;s API: requests wait their turn with your own chats, and conversations through the API are not saved in the history. Clients send the key as &quot;Authorization: Bearer KEY&quot;. Web pages in a browser may call the API only from the addresses listed here.</source>
+        <translation>用窗口顶部的“提供 API”打开服务器，旁边会显示它的地址。它通过 OpenAI 的 API 提供 r1desk 中已加载的模型：请求与你自己的聊天一起排队，通过 API 进行的对话不会保存到聊天记录中。客户端以“Authorization: Bearer KEY”发送密钥。浏览器中的网页只有来自这里列出的地址时才能调用 API。</translation>
     </message>
     <message>
         <source>OK</source>
@@ -1632,6 +2116,68 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Undo</source>
         <translation>撤销</translation>
+    </message>
+</context>
+<context>
+    <name>SourceViewer</name>
+    <message>
+        <source>Page {n} of {total}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Open in its app</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Open the file in the program the system uses for it</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Source</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>Sources</name>
+    <message>
+        <source>pages {first}–{last}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>page {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>lines {first}–{last}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>line {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>Sources</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The cited passage could not be found on this page of the file as it is now; the page is the one the reply cited.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The file has changed since the reply was written: the lines it cited are marked, the passage may have moved.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>The cited passage is no longer in this file.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>{name} is no longer at {path}: it was moved or deleted after this reply was written.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <source>No program on this computer opens {name}.</source>
+        <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
