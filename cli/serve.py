@@ -41,8 +41,8 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embeddin
 
     /v1/models, /v1/chat/completions and /v1/completions (streaming or not; R1's thinking in
     reasoning_content; response_format json_object or json_schema; tools and tool_choice for
-    models whose template takes tools; extra fields reasoning_budget in tokens and
-    reasoning_seconds), /v1/embeddings with --embedding-model, and /metrics (Prometheus).
+    models whose template takes tools; extra fields reasoning_budget in tokens,
+    reasoning_seconds, and adapters: imported LoRA adapters as [{"name", "scale"}]), /v1/embeddings with --embedding-model, and /metrics (Prometheus).
     Nothing is saved to the history.
     """
     import uvicorn

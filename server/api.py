@@ -379,10 +379,39 @@ def parse_chat(body: Any, model) -> dict[str, Any]:
         raise ApiError(400, f"{model.name} cannot take tool calls or results: its chat template has no place for them",
                        param="messages", code="tools_not_supported")
     grammar, forced = _grammar(body, model, tools)
+    adapters = parse_adapters(body.get("adapters"))
     messages = template_messages(history, r1=model.is_r1, tooling=tooling or bool(tools),
                                  as_objects=model.tool_args_as_objects)
     return dict(common, messages=messages, params=_sampling(body, model.n_ctx, common["max_tokens"], grammar),
-                tools=tools, style=ToolStyle.named(model.tool_style) if tools else None, forced=forced)
+                tools=tools, style=ToolStyle.named(model.tool_style) if tools else None, forced=forced,
+                adapters=adapters)
+
+
+def parse_adapters(value: Any) -> list[tuple[str, float]]:
+    """The extra field ``adapters``: imported LoRA adapters as ``[{"name": N, "scale": 0-2}]`` or
+    ``["N", "N:0.5"]`` (scale 1 when not given)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 8:
+        raise ApiError(400, "adapters must be a list of at most 8 {name, scale} objects or \"name[:scale]\" strings",
+                       param="adapters")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            name, _, scale_text = item.partition(":")
+            try:
+                scale = float(scale_text) if scale_text else 1.0
+            except ValueError:
+                raise ApiError(400, f"adapters[{i}]: {scale_text!r} is not a scale", param="adapters") from None
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            name = item["name"]
+            scale = _number({"scale": item.get("scale", 1.0)}, "scale", float, 0.0, 2.0)
+        else:
+            raise ApiError(400, f"adapters[{i}] must be {{name, scale}} or \"name[:scale]\"", param="adapters")
+        if not name or not 0.0 <= scale <= 2.0:
+            raise ApiError(400, f"adapters[{i}]: a name and a scale from 0 to 2 are needed", param="adapters")
+        out.append((name, scale))
+    return out
 
 
 def parse_completion(body: Any, model) -> dict[str, Any]:
@@ -621,6 +650,8 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             resolved = req["params"].resolved(model)
             if not is_chat and "max_tokens" in resolved and req["max_tokens"]:
                 resolved["max_tokens"] = req["max_tokens"]
+            # Checked against the loaded model before anything is queued (AdapterError, NotFound).
+            adapters = chat.resolve_adapters(req["adapters"], model)[0] if req.get("adapters") else None
         except ApiError as exc:
             count(endpoint, exc.status)
             return exc.response()
@@ -629,7 +660,8 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             return ApiError(400, str(exc)).response()
         if is_chat:
             template_vars = {"tools": req["tools"]} if req["tools"] else None
-            gen = chat.host.chat(req["messages"], dict(resolved, open_thinking=model.is_r1), template_vars)
+            gen = chat.host.chat(req["messages"], dict(resolved, open_thinking=model.is_r1), template_vars,
+                                 adapters=adapters)
         else:
             gen = chat.host.complete(req["prompt"], resolved)
         rid = ("chatcmpl-" if is_chat else "cmpl-") + secrets.token_hex(12)

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from r1desk.engine.adapters.check import ModelShape, check_fits, model_shape
 from r1desk.engine.adapters.store import Adapters
@@ -352,9 +352,14 @@ class ChatService:
     def _resolve_adapters(self, conversation_id: int, model: ModelInfo) -> tuple[list[list[Any]], list[dict[str, Any]]]:
         """(what the model process applies, what the reply records) for the conversation's adapters,
         each checked against the loaded model first."""
+        return self.resolve_adapters(self.adapters(conversation_id), model)
+
+    def resolve_adapters(self, chosen: Sequence[tuple[str, float]], model: ModelInfo) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+        """(what the model process applies, what a reply records) for imported adapters by name and
+        scale, each checked against the loaded model first (AdapterError, NotFound if not)."""
         request: list[list[Any]] = []
         record: list[dict[str, Any]] = []
-        for name, scale in self.adapters(conversation_id):
+        for name, scale in chosen:
             adapter = self.adapter_store.get(name)
             check_fits(adapter.facts, self._model_shape(model), adapter=name)
             path = self.adapter_store.file_for(adapter)

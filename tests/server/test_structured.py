@@ -209,3 +209,27 @@ def test_a_time_budget_closes_the_thinking_and_the_model_answers(tiny_r1) -> Non
         assert message.content and "<think>" not in message.content and "</think>" not in message.content
     finally:
         served.close()
+
+
+def test_adapters_by_name_and_scale_change_the_answer_and_unknown_ones_are_400(tiny_r1, tmp_path) -> None:
+    from tests.engine.adapters.lora_files import write_lora
+
+    served = Served(tiny_r1)
+    try:
+        served.chat.adapter_store.add(write_lora(tmp_path / "style.gguf", seed=1), name="style")
+        ask = dict(model="m", temperature=0, max_tokens=24, messages=[{"role": "user", "content": "hi"}])
+        client = served.client()
+        budget = {"reasoning_budget": 16}  # random adapters may keep the tiny model thinking: bound it
+        base = client.chat.completions.create(**ask, extra_body=budget).choices[0].message
+        styled = client.chat.completions.create(**ask, extra_body=dict(budget, adapters=[{"name": "style", "scale": 2.0}]))
+        styled = styled.choices[0].message
+        assert (styled.content, styled.model_extra.get("reasoning_content")) != \
+            (base.content, base.model_extra.get("reasoning_content"))
+        again = client.chat.completions.create(**ask, extra_body=dict(budget, adapters=["style:2"])).choices[0].message
+        assert again.content == styled.content  # the same adapter at the same scale, written as a string
+        for bad in (["nope"], [{"name": "style", "scale": 5}], "style"):
+            r = httpx.post(served.url + "/v1/chat/completions", json=dict(ask, adapters=bad, **budget))
+            assert r.status_code == 400, (bad, r.text)
+        assert client.chat.completions.create(**ask, extra_body=budget).choices[0].message.content == base.content
+    finally:
+        served.close()
