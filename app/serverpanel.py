@@ -106,6 +106,8 @@ class ServerPanel(QWidget):
         self._shown_count: tuple[int, int] | None = None
         self._style()
         self.retranslate()
+        if parent is not None:
+            parent.installEventFilter(self)  # the top bar's width decides how much of the details fit
 
     def _small_button(self) -> QToolButton:
         button = QToolButton(self.details)
@@ -241,6 +243,40 @@ class ServerPanel(QWidget):
         if count != self._shown_count:
             self._shown_count = count
             self._show_count()
+        self._fit()
+
+    def _fit(self) -> None:
+        """Show what fits beside the top bar's other buttons: the address first, then the count, then the key."""
+        bar = self.parentWidget()
+        layout = bar.layout() if bar is not None else None
+        if layout is None or not self.details.isVisible():
+            return
+        used = 0
+        for i in range(layout.count()):
+            item = layout.itemAt(i)
+            widget = item.widget()
+            if widget is None or widget is self or widget.isHidden():
+                continue
+            used += item.sizeHint().width() + layout.spacing()
+        margins = layout.contentsMargins()
+        room = bar.width() - margins.left() - margins.right() - used - self.switch.sizeHint().width() - 24
+        key = self.server is not None and bool(self.server.api_key)
+        groups = [(self.dot, self.address_label, self.copy_address), (self.count_label,),
+                  (self.key_label, self.copy_key) if key else (self.key_label,)]
+        for group in groups:
+            need = sum(w.sizeHint().width() for w in group) + 12
+            fits = need <= room
+            room -= need if fits else 0
+            room = room if fits else -1  # once one part is left out, so are the less important ones
+            for w in group:
+                w.setVisible(fits)
+        if not key:
+            self.copy_key.setVisible(False)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        if watched is self.parentWidget() and event.type() == QEvent.Type.Resize:
+            self._fit()
+        return super().eventFilter(watched, event)
 
     def _show_count(self) -> None:
         now, total = self._shown_count or (0, 0)
@@ -290,8 +326,11 @@ class ServerPanel(QWidget):
             self.switch.setText(self.tr("Stopping…") if self.switch.isChecked() is False else self.tr("Starting…"))
         else:
             self.switch.setText(self.tr("Serve API"))
-        self.switch.setToolTip(self.tr("Let other programs use the loaded model through an OpenAI-compatible "
-                                       "API. Conversations through the API are not saved in the history."))
+        about = self.tr("Let other programs use the loaded model through an OpenAI-compatible API. "
+                        "Conversations through the API are not saved in the history.")
+        if self.server is not None:  # the address, also when the window is too narrow to show it beside
+            about = self.tr("Serving at {address}").format(address=self.server.address) + "\n" + about
+        self.switch.setToolTip(about)
         self.switch.setIcon(theme.icon("server", "accent_text" if self.switch.isChecked() else "text"))
         server = self.server
         if server is not None:
@@ -301,6 +340,7 @@ class ServerPanel(QWidget):
             self.key_label.setToolTip(self.tr("Clients send it as: Authorization: Bearer KEY") if key else
                                       self.tr("Only programs on this computer can connect"))
             self.copy_key.setVisible(bool(key))
+            self._fit()
         self.address_label.setToolTip(self.tr("The base URL for OpenAI clients"))
         self.copy_address.setToolTip(self.tr("Copy the address"))
         self.copy_key.setToolTip(self.tr("Copy the API key"))

@@ -444,6 +444,7 @@ class SettingsDialog(QDialog):
 
     def _new_server_key(self) -> None:
         self.server_key.setText(secrets.token_urlsafe(24))
+        self.server_key.setCursorPosition(0)
 
     def server_origins_list(self) -> list[str] | None:
         """The web pages typed (comma or space between them), or None when one is not an origin."""
@@ -472,6 +473,7 @@ class SettingsDialog(QDialog):
         self.server_port.setValue(int(s.get("server.port") or 1337))
         key = s.get("server.api_key") or ""
         self.server_key.setText(key)
+        self.server_key.setCursorPosition(0)  # a key longer than the field shows from its start
         network = (s.get("server.host") or "127.0.0.1") == NETWORK_HOST
         self.server_key_required.setChecked(bool(key) or network)
         self._server_key_toggled(self.server_key_required.isChecked())

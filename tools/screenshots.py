@@ -253,6 +253,36 @@ def inner(language: str, out: Path) -> None:
     shot("6-adapters")
     panel.close()
 
+    # 7. Serve API: the loaded model to other programs, with a key; the top bar shows the address,
+    #    the masked key and a request under way; Settings › API server below it.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.update({"server.port": port, "server.api_key": "shots-" + "k" * 26})
+    server_panel = window.server_panel
+    server_panel.set_on(True)
+    wait(lambda: server_panel.running and not server_panel.busy)
+
+    # A client in the middle of sending its request: the server counts it from its first line.
+    client = socket.create_connection(("127.0.0.1", port))
+    client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Authorization: Bearer " + server_panel.server.api_key.encode() + b"\r\n"
+                   b"Content-Length: 4096\r\n\r\n")
+    wait(lambda: server_panel.server.requests_in_flight == 1)
+    window.show_settings()
+    dialog = window._dialogs["settings"]
+    dialog.tabs.setCurrentWidget(dialog.server_page)
+    center(dialog)
+    shot("7-api-server")
+    dialog.reject()
+    body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    client.sendall(body.ljust(4096))
+    client.settimeout(60)
+    client.recv(65536)  # the answer's first bytes: the request ends as a client's would
+    client.close()
+
     window.close()
     workers.wait_for_all(10_000)
     window.chat.close()

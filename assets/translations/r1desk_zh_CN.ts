@@ -1704,6 +1704,10 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>让其他程序通过兼容 OpenAI 的 API 使用已加载的模型。通过 API 进行的对话不会保存到聊天记录中。</translation>
     </message>
     <message>
+        <source>Serving at {address}</source>
+        <translation>正在 {address} 提供服务</translation>
+    </message>
+    <message>
         <source>Key {masked}</source>
         <translation>密钥 {masked}</translation>
     </message>
