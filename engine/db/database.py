@@ -524,9 +524,10 @@ def m007_documents(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX chunks_collection ON chunks(collection_id)")
     # Trigram finds any substring of three or more characters, Chinese included, and exact
     # identifiers; its BM25 ranks English words poorly. ``chunks_words`` ranks words: English
-    # through the Porter stemmer, Chinese as overlapping character pairs (most Chinese words
-    # are two characters, and a pair needs no dictionary). Its text is prepared in Python, so
-    # it keeps no copy of its own (contentless, deletable by rowid).
+    # through the Porter stemmer, Chinese as its characters and overlapping character pairs
+    # (most Chinese words are two characters, and neither needs a dictionary). Its text is
+    # prepared in Python (engine/docs/store.py words_text), so it keeps no copy of its own
+    # (contentless, deletable by rowid).
     db.execute(
         """
         CREATE VIRTUAL TABLE chunks_trigram USING fts5(

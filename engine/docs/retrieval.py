@@ -2,8 +2,9 @@
 
 Three rankings of a collection's chunks, each good where the others are weak:
 
-- ``chunks_words`` BM25: English words through the Porter stemmer, Chinese as character pairs,
-  so "电池" (two characters, too short for trigram search) and "replaced"/"replacement" match;
+- ``chunks_words`` BM25: English words through the Porter stemmer, Chinese as characters and
+  character pairs, so "电池" (two characters, too short for trigram search) and
+  "replaced"/"replacement" match;
 - ``chunks_trigram`` BM25: any substring of three or more characters (identifiers, part
   numbers, Chinese phrases), weak at ranking English, so it counts less;
 - vector similarity (sqlite-vec, or a matrix in memory for a long-lived app): questions that
@@ -40,6 +41,7 @@ CANDIDATES = 50  # chunks each ranking contributes to the fusion
 # Weights of the rankings in the fusion. Trigram BM25 counts little in English (it scores
 # letter triples, not words) but finds what the other two cannot.
 WEIGHTS = {"words": 1.0, "trigram": 0.5, "vector": 1.0}
+CONFIDENT_Z = (2.0, 4.0)  # vector rankings weigh 0.1 at z <= 2, fully at z >= 4 (see vector_confidence)
 SOURCE_OVERHEAD_TOKENS = 24  # the line naming a source in the prompt: [n], file, page, headings
 DEFAULT_K = 8
 
@@ -53,8 +55,11 @@ his how i if in into is it its me my of on or our she should so than that the th
 they this those to was we were what when where which while who whom why will with would you your
 tell about please know find give much many any some
 """.split())
-# Question words of Chinese, as the character pairs they index to.
-CJK_STOP_PAIRS = frozenset("什么 怎么 怎样 多少 哪些 哪个 哪里 哪儿 为什 是否 如何 请问 是什 么时 时候 一下 告诉 我们 你们".split())
+# Question words and particles of Chinese, as the pairs and characters they index to: in a
+# question they match nearly every Chinese passage and say nothing of what is asked.
+CJK_STOP = frozenset("什么 怎么 怎样 多少 哪些 哪个 哪里 哪儿 为什 是否 如何 请问 是什 么时 时候 一下 告诉 我们 你们 "
+                     "的 了 是 在 和 有 我 你 他 她 它 们 这 那 个 吗 呢 吧 啊 么 什 哪 谁 几 怎 为 与 及 或 也 都 "
+                     "就 要 会 能 可 以 之 于 而 其 把 被 让 给 从 到 对 将 一 不 很 还 又 多 少 请 问".split())
 
 
 @dataclass
@@ -82,10 +87,10 @@ class SearchResult:
 class Source:
     """A passage given to the chat model, as its answer cites it ([n]) and the app opens it.
 
-    ``text`` is the excerpt (the chunk, grown by its neighbours when there was room); ``page``
-    and ``line_start``/``line_end`` say where it is; ``char_start``/``char_end`` are its
-    offsets in the document's extracted text, for highlighting; ``chunk_ids`` are every chunk
-    it covers, ``chunk_id`` the one that matched.
+    ``text`` is the excerpt: the chunk that matched (``chunk_id``), grown by its neighbours when
+    there was room (``chunk_ids``, in order). ``page``/``page_end`` and ``line_start``/``line_end``
+    are where the matched chunk is (where a citation opens); ``char_start``/``char_end`` span
+    the whole excerpt in the document's extracted text (what to highlight).
     """
 
     n: int
@@ -135,11 +140,11 @@ class Source:
 
 
 def query_terms(query: str) -> list[str]:
-    """The terms of ``query`` for ``chunks_words``: words less stop words, Chinese as pairs."""
+    """The terms of ``query`` for ``chunks_words``: words less stop words, Chinese as pairs and characters."""
     terms = []
     for token in re.findall(r"[^\W_]+", words_text(query)):
         low = token.lower()
-        if low in STOPWORDS or low in CJK_STOP_PAIRS:
+        if low in STOPWORDS or low in CJK_STOP:
             continue
         if low not in terms:
             terms.append(low)
@@ -153,12 +158,16 @@ def _quote(term: str) -> str:
 
 
 def _trigram_terms(query: str) -> list[str]:
-    """Pieces of ``query`` trigram search can find: runs of three or more word characters."""
-    out = []
+    """Pieces of ``query`` trigram search can find: words of three or more characters, and each
+    three characters of a Chinese run (a whole Chinese question is never a substring)."""
+    out: list[str] = []
     for piece in re.findall(r"\w{3,}", query):
         low = piece.lower()
-        if low not in STOPWORDS and low not in out:
-            out.append(low)
+        if store._CJK_RUN.search(low):
+            grams = [g for run in store._CJK_RUN.findall(low) for g in (run[i:i + 3] for i in range(len(run) - 2))]
+        else:
+            grams = [] if low in STOPWORDS else [low]
+        out += [g for g in grams if g not in out]
     return out
 
 
@@ -255,6 +264,23 @@ class VectorCache:
         self._held.clear()
 
 
+def vector_confidence(similarities: Sequence[float]) -> float:
+    """How much to trust a vector ranking for this question, from 0.1 to 1.
+
+    When the embedding model understands the question, the best passage stands out from the
+    other candidates; when it does not (a question in a language the model was not trained
+    on), every passage is about as similar as the next. How far the best similarity lies above
+    the others, in their standard deviations (z), says which: z of 4 or more is trusted fully,
+    2 or less hardly at all. It needs no knowledge of the model's similarity scale.
+    """
+    s = np.asarray(similarities, dtype=np.float64)
+    if len(s) < 8:
+        return 1.0  # too few passages to tell; a small collection is searched by both anyway
+    rest = s[1:]
+    z = (s[0] - rest.mean()) / (rest.std() + 1e-9)
+    return float(min(1.0, max(0.1, (z - CONFIDENT_Z[0]) / (CONFIDENT_Z[1] - CONFIDENT_Z[0]))))
+
+
 def vector_ranking(db: Database, collections: Sequence[Collection], query_vector: np.ndarray,
                    limit: int = CANDIDATES, cache: VectorCache | None = None) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity) over the collections, best first."""
@@ -308,6 +334,7 @@ def search(db: Database, collections: Sequence[Collection | str], query: str, *,
     query = query.strip()
     if not query or not chosen:
         return result
+    explicit = set(weights or {})
     weights = {**WEIGHTS, **(weights or {})}
     rankings: dict[str, list[tuple[int, float]]] = {}
     t0 = time.perf_counter()
@@ -341,6 +368,8 @@ def search(db: Database, collections: Sequence[Collection | str], query: str, *,
             raise CollectionError(f"vector search is not possible: {reason}",
                                   facts={"code": "no-vectors", **(result.facts[0] if result.facts else {})})
 
+    if "vector" in rankings and "vector" not in explicit:
+        weights["vector"] *= vector_confidence([s for _, s in rankings["vector"]])
     fused = _fuse(rankings, weights)
     words_score = dict(rankings.get("words", []))
     names = {c.id: c.name for c in chosen}
@@ -563,16 +592,14 @@ def _sources(db: Database, picked: list[_Picked], count: CountTokens) -> list[So
     out = []
     for n, p in enumerate(picked, start=1):
         first, last = p.chunks[0], p.chunks[-1]
+        matched = next((c for c in p.chunks if c.id == p.hit.chunk_id), first)
         text = p.text()
-        pages = [c.page for c in p.chunks if c.page is not None] + [c.page_end for c in p.chunks if c.page_end is not None]
-        lines_start = [c.line_start for c in p.chunks if c.line_start is not None]
-        lines_end = [c.line_end for c in p.chunks if c.line_end is not None]
         out.append(Source(
             n=n, collection=p.hit.collection, path=paths.get(p.doc_id, ""), text=text, score=p.hit.score,
-            document_id=p.doc_id, chunk_id=p.hit.chunk_id, chunk_ids=[c.id for c in p.chunks],
-            page=min(pages) if pages else None, page_end=max(pages) if pages else None,
-            line_start=min(lines_start) if lines_start else None, line_end=max(lines_end) if lines_end else None,
-            headings=list(first.headings), char_start=first.char_start, char_end=last.char_end,
+            document_id=p.doc_id, chunk_id=matched.id, chunk_ids=[c.id for c in p.chunks],
+            page=matched.page, page_end=matched.page_end if matched.page_end != matched.page else None,
+            line_start=matched.line_start, line_end=matched.line_end,
+            headings=list(matched.headings), char_start=first.char_start, char_end=last.char_end,
             similarity=p.hit.similarity, ranks=dict(p.hit.ranks), tokens=count([text])[0],
         ))
     return out

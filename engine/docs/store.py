@@ -38,19 +38,21 @@ _CJK_RUN = re.compile(
 
 
 def words_text(text: str) -> str:
-    """``text`` as ``chunks_words`` indexes it: CJK runs become overlapping character pairs.
+    """``text`` as ``chunks_words`` indexes it: each CJK run as its overlapping character pairs
+    and its single characters; other text is left to the tokenizer (words, Porter-stemmed).
 
-    "电池续航" -> "电池 池续 续航"; a lone character stays itself; other text is left to the
-    tokenizer (words, Porter-stemmed). Queries go through the same function.
+    "电池续航" -> "电池 池续 续航 电 池 续 航". Most Chinese words are two characters, so pairs
+    match words without a dictionary; single characters match what a paraphrase keeps of a
+    word ("带薪" and "薪水" share 薪). Unigrams and bigrams together are the usual way to search
+    Chinese without segmenting it. Queries go through the same function.
     """
 
-    def pairs(m: re.Match) -> str:
+    def grams(m: re.Match) -> str:
         run = m.group()
-        if len(run) == 1:
-            return f" {run} "
-        return " " + " ".join(run[i:i + 2] for i in range(len(run) - 1)) + " "
+        pairs = [run[i:i + 2] for i in range(len(run) - 1)]
+        return " " + " ".join([*pairs, *run]) + " "
 
-    return _CJK_RUN.sub(pairs, text)
+    return _CJK_RUN.sub(grams, text)
 
 
 # ---------------------------------------------------------------------------------------

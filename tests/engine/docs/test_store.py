@@ -178,7 +178,7 @@ def test_conversation_links_go_with_the_conversation(db) -> None:
     assert store.row_counts(db)["conversation_collections"] == 0
 
 
-def test_words_text_indexes_chinese_as_pairs() -> None:
-    assert store.words_text("电池续航").split() == ["电池", "池续", "续航"]
-    assert store.words_text("用MiniLM算向量").split() == ["用", "MiniLM", "算向", "向量"]
+def test_words_text_indexes_chinese_as_pairs_and_characters() -> None:
+    assert store.words_text("电池续航").split() == ["电池", "池续", "续航", "电", "池", "续", "航"]
+    assert store.words_text("用MiniLM算向量").split() == ["用", "MiniLM", "算向", "向量", "算", "向", "量"]
     assert store.words_text("plain English stays") == "plain English stays"
