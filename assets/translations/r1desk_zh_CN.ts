@@ -245,261 +245,261 @@ Enter sends, Shift+Enter starts a new line.</source>
     <name>Documents</name>
     <message>
         <source>{n} s</source>
-        <translation type="unfinished"></translation>
+        <translation>{n} 秒</translation>
     </message>
     <message>
         <source>{n} min</source>
-        <translation type="unfinished"></translation>
+        <translation>{n} 分钟</translation>
     </message>
     <message>
         <source>{h} h {m} min</source>
-        <translation type="unfinished">{h} 小时 {m} 分</translation>
+        <translation>{h} 小时 {m} 分钟</translation>
     </message>
     <message>
         <source>Documents: folders and files conversations can answer from</source>
-        <translation type="unfinished"></translation>
+        <translation>文档：对话可以依据其中内容回答的文件夹和文件</translation>
     </message>
 </context>
 <context>
     <name>DocumentsButton</name>
     <message>
         <source>Answers come from your documents: {names}</source>
-        <translation type="unfinished"></translation>
+        <translation>回答依据你的文档：{names}</translation>
     </message>
     <message>
         <source>Answer from your documents: choose collections</source>
-        <translation type="unfinished"></translation>
+        <translation>依据你的文档回答：选择文档集</translation>
     </message>
     <message>
         <source>Answer from:</source>
-        <translation type="unfinished"></translation>
+        <translation>依据以下文档集回答：</translation>
     </message>
     <message>
         <source>No collections yet</source>
-        <translation type="unfinished"></translation>
+        <translation>还没有文档集</translation>
     </message>
     <message>
         <source>Manage documents…</source>
-        <translation type="unfinished"></translation>
+        <translation>管理文档…</translation>
     </message>
 </context>
 <context>
     <name>DocumentsDialog</name>
     <message>
         <source>&lt;h3&gt;No collections yet&lt;/h3&gt;Make a collection, then add folders or files to it: r1desk indexes them, and a conversation that uses the collection answers from them, citing the pages it used.</source>
-        <translation type="unfinished"></translation>
+        <translation>&lt;h3&gt;还没有文档集&lt;/h3&gt;新建一个文档集，再向其中添加文件夹或文件：r1desk 会为它们建立索引，使用该文档集的对话将依据这些文档回答，并注明引用的页码。</translation>
     </message>
     <message>
         <source>Problems</source>
-        <translation type="unfinished"></translation>
+        <translation>问题</translation>
     </message>
     <message>
         <source>updated {when}</source>
-        <translation type="unfinished"></translation>
+        <translation>更新于 {when}</translation>
     </message>
     <message>
         <source>not indexed yet</source>
-        <translation type="unfinished"></translation>
+        <translation>尚未建立索引</translation>
     </message>
     <message>
         <source>{files} files indexed · {chunks} passages · {size} · {when}</source>
-        <translation type="unfinished"></translation>
+        <translation>已索引 {files} 个文件 · {chunks} 个段落 · {size} · {when}</translation>
     </message>
     <message>
         <source>Searched by words and by meaning, with {model}.</source>
-        <translation type="unfinished"></translation>
+        <translation>按词语和语义检索，语义模型为 {model}。</translation>
     </message>
     <message>
         <source>{n} files still wait for their vectors: index again.</source>
-        <translation type="unfinished"></translation>
+        <translation>还有 {n} 个文件没有向量：请再次建立索引。</translation>
     </message>
     <message>
         <source>Full-text search only so far. The next indexing adds vectors with {model}, so that questions find passages in other words too.</source>
-        <translation type="unfinished"></translation>
+        <translation>目前只能全文检索。下次建立索引时会用 {model} 加入向量，这样换一种说法提问也能找到相关段落。</translation>
     </message>
     <message>
         <source>Full-text search only: questions find passages that share their words. Download an embedding model (the model picker offers one for Chinese and English) or choose a GGUF embedding model file, then index again to search by meaning as well.</source>
-        <translation type="unfinished"></translation>
+        <translation>只能全文检索：只有包含相同词语的段落才会被找到。下载一个嵌入模型（模型选择器中提供适合中英文的模型），或选择一个 GGUF 嵌入模型文件，然后再次建立索引，即可同时按语义检索。</translation>
     </message>
     <message>
         <source>Ticked: changes in it are indexed as they happen, while r1desk runs.</source>
-        <translation type="unfinished"></translation>
+        <translation>勾选后：r1desk 运行期间，其中的改动会随时建立索引。</translation>
     </message>
     <message>
         <source>{path} (not there: moved, or on a drive not connected)</source>
-        <translation type="unfinished"></translation>
+        <translation>{path}（不存在：可能已移动，或所在的磁盘未连接）</translation>
     </message>
     <message>
         <source>Problems ({n})</source>
-        <translation type="unfinished"></translation>
+        <translation>问题（{n}）</translation>
     </message>
     <message>
         <source>Every file found could be read.</source>
-        <translation type="unfinished"></translation>
+        <translation>找到的文件都能读取。</translation>
     </message>
     <message>
         <source>New collection</source>
-        <translation type="unfinished"></translation>
+        <translation>新建文档集</translation>
     </message>
     <message>
         <source>Name of the collection (for example: Work papers):</source>
-        <translation type="unfinished"></translation>
+        <translation>文档集名称（例如：工作文件）：</translation>
     </message>
     <message>
         <source>Made {name}: add folders or files to it.</source>
-        <translation type="unfinished"></translation>
+        <translation>已新建 {name}：请向其中添加文件夹或文件。</translation>
     </message>
     <message>
         <source>Delete the collection</source>
-        <translation type="unfinished"></translation>
+        <translation>删除文档集</translation>
     </message>
     <message>
         <source>Delete {name}? Its index ({files} files, {chunks} passages) is removed; your files stay as they are. Conversations that used it no longer answer from it.</source>
-        <translation type="unfinished"></translation>
+        <translation>删除 {name}？它的索引（{files} 个文件，{chunks} 个段落）将被删除；你的文件保持原样。使用它的对话将不再依据它回答。</translation>
     </message>
     <message>
         <source>Delete</source>
-        <translation type="unfinished">删除</translation>
+        <translation>删除</translation>
     </message>
     <message>
         <source>Deleted {name} ({files} files, {chunks} passages); your files are untouched.</source>
-        <translation type="unfinished"></translation>
+        <translation>已删除 {name}（{files} 个文件，{chunks} 个段落）；你的文件没有改动。</translation>
     </message>
     <message>
         <source>Add a folder</source>
-        <translation type="unfinished"></translation>
+        <translation>添加文件夹</translation>
     </message>
     <message>
         <source>Add files</source>
-        <translation type="unfinished"></translation>
+        <translation>添加文件</translation>
     </message>
     <message>
         <source>Documents (*.pdf *.docx *.md *.markdown *.txt *.html *.htm *.csv *.rst *.log);;All files (*)</source>
-        <translation type="unfinished"></translation>
+        <translation>文档 (*.pdf *.docx *.md *.markdown *.txt *.html *.htm *.csv *.rst *.log);;所有文件 (*)</translation>
     </message>
     <message>
         <source>Took {path} out of {name}, with its {n} files; they stay on the disk.</source>
-        <translation type="unfinished"></translation>
+        <translation>已将 {path} 及其中 {n} 个文件移出 {name}；文件仍保留在磁盘上。</translation>
     </message>
     <message>
         <source>Choose an embedding model</source>
-        <translation type="unfinished"></translation>
+        <translation>选择嵌入模型</translation>
     </message>
     <message>
         <source>GGUF models (*.gguf)</source>
-        <translation type="unfinished">GGUF 模型 (*.gguf)</translation>
+        <translation>GGUF 模型 (*.gguf)</translation>
     </message>
     <message>
         <source>Collections are indexed with {model} from the next indexing on.</source>
-        <translation type="unfinished"></translation>
+        <translation>从下次建立索引起，文档集将使用 {model}。</translation>
     </message>
     <message>
         <source>Looking for files…</source>
-        <translation type="unfinished"></translation>
+        <translation>正在查找文件…</translation>
     </message>
     <message>
         <source>Stopping after the file being read…</source>
-        <translation type="unfinished"></translation>
+        <translation>读完当前文件后停止…</translation>
     </message>
     <message>
         <source>Loading the embedding model {model}…</source>
-        <translation type="unfinished"></translation>
+        <translation>正在加载嵌入模型 {model}…</translation>
     </message>
     <message>
         <source>Looking for files… {n} found</source>
-        <translation type="unfinished"></translation>
+        <translation>正在查找文件… 已找到 {n} 个</translation>
     </message>
     <message>
         <source>{done} of {total} files</source>
-        <translation type="unfinished"></translation>
+        <translation>{done} / {total} 个文件</translation>
     </message>
     <message>
         <source>{rate} passages/s</source>
-        <translation type="unfinished"></translation>
+        <translation>每秒 {rate} 个段落</translation>
     </message>
     <message>
         <source>about {time} left</source>
-        <translation type="unfinished"></translation>
+        <translation>约剩 {time}</translation>
     </message>
     <message>
         <source>Indexed in {time}: {added} new and {updated} changed files ({chunks} passages), {unchanged} unchanged, {removed} gone.</source>
-        <translation type="unfinished"></translation>
+        <translation>索引用时 {time}：新增 {added} 个、更新 {updated} 个文件（{chunks} 个段落），{unchanged} 个未变，{removed} 个已移除。</translation>
     </message>
     <message>
         <source>{n} files could not be read: see Problems.</source>
-        <translation type="unfinished"></translation>
+        <translation>{n} 个文件无法读取：见“问题”。</translation>
     </message>
     <message>
         <source>{path} is not there (moved, or on a drive not connected): its files are kept.</source>
-        <translation type="unfinished"></translation>
+        <translation>{path} 不存在（可能已移动，或所在的磁盘未连接）：其中文件的索引仍保留。</translation>
     </message>
     <message>
         <source>The embedding model changed to {model}: every passage was embedded again.</source>
-        <translation type="unfinished"></translation>
+        <translation>嵌入模型已换成 {model}：所有段落都已重新生成向量。</translation>
     </message>
     <message>
         <source>Indexing stopped. The {n} files done so far are kept; indexing again goes on from there.</source>
-        <translation type="unfinished"></translation>
+        <translation>索引已停止。已完成的 {n} 个文件会保留；再次建立索引时从这里继续。</translation>
     </message>
     <message>
         <source>{name}: a change in a watched folder was indexed ({added} new, {updated} changed, {removed} gone).</source>
-        <translation type="unfinished"></translation>
+        <translation>{name}：受监视文件夹中的改动已建立索引（新增 {added} 个，更新 {updated} 个，移除 {removed} 个）。</translation>
     </message>
     <message>
         <source>Documents</source>
-        <translation type="unfinished"></translation>
+        <translation>文档</translation>
     </message>
     <message>
         <source>Collections</source>
-        <translation type="unfinished"></translation>
+        <translation>文档集</translation>
     </message>
     <message>
         <source>New…</source>
-        <translation type="unfinished"></translation>
+        <translation>新建…</translation>
     </message>
     <message>
         <source>Delete…</source>
-        <translation type="unfinished"></translation>
+        <translation>删除…</translation>
     </message>
     <message>
         <source>Choose an embedding model…</source>
-        <translation type="unfinished"></translation>
+        <translation>选择嵌入模型…</translation>
     </message>
     <message>
         <source>Folders and files</source>
-        <translation type="unfinished"></translation>
+        <translation>文件夹和文件</translation>
     </message>
     <message>
         <source>Add a folder…</source>
-        <translation type="unfinished"></translation>
+        <translation>添加文件夹…</translation>
     </message>
     <message>
         <source>Add files…</source>
-        <translation type="unfinished"></translation>
+        <translation>添加文件…</translation>
     </message>
     <message>
         <source>Remove</source>
-        <translation type="unfinished"></translation>
+        <translation>移除</translation>
     </message>
     <message>
         <source>Tick a folder to watch it: while r1desk runs, files added, changed or deleted there are indexed without asking.</source>
-        <translation type="unfinished"></translation>
+        <translation>勾选文件夹即可监视它：r1desk 运行期间，其中新增、修改或删除的文件会自动建立索引。</translation>
     </message>
     <message>
         <source>File</source>
-        <translation type="unfinished"></translation>
+        <translation>文件</translation>
     </message>
     <message>
         <source>Why it was not indexed</source>
-        <translation type="unfinished"></translation>
+        <translation>未能建立索引的原因</translation>
     </message>
     <message>
         <source>Index now</source>
-        <translation type="unfinished"></translation>
+        <translation>立即建立索引</translation>
     </message>
     <message>
         <source>Cancel</source>
-        <translation type="unfinished">取消</translation>
+        <translation>取消</translation>
     </message>
 </context>
 <context>
@@ -869,75 +869,75 @@ Enter sends, Shift+Enter starts a new line.</source>
     </message>
     <message>
         <source>Not a kind of file r1desk reads.</source>
-        <translation type="unfinished"></translation>
+        <translation>不是 r1desk 能读取的文件类型。</translation>
     </message>
     <message>
         <source>Named as text, but it holds binary data (a program, an image or an archive).</source>
-        <translation type="unfinished"></translation>
+        <translation>名为文本文件，内容却是二进制数据（程序、图片或压缩包）。</translation>
     </message>
     <message>
         <source>Its text is in no encoding r1desk recognises.</source>
-        <translation type="unfinished"></translation>
+        <translation>它的文字编码 r1desk 无法识别。</translation>
     </message>
     <message>
         <source>It is locked with a password.</source>
-        <translation type="unfinished"></translation>
+        <translation>它设有密码保护。</translation>
     </message>
     <message>
         <source>It is damaged or cut short, or not what its name says.</source>
-        <translation type="unfinished"></translation>
+        <translation>它已损坏或不完整，或者与文件名所示的类型不符。</translation>
     </message>
     <message>
         <source>It is too big, or would unpack to far more than its size (a zip or PDF bomb).</source>
-        <translation type="unfinished"></translation>
+        <translation>它太大，或解压后会远超自身大小（压缩炸弹或 PDF 炸弹）。</translation>
     </message>
     <message>
         <source>It holds no text to index: it is empty, or a scan without a text layer.</source>
-        <translation type="unfinished"></translation>
+        <translation>其中没有可索引的文字：文件为空，或是没有文字层的扫描件。</translation>
     </message>
     <message>
         <source>Reading it took too long, so it was stopped. It is tried again at the next indexing.</source>
-        <translation type="unfinished"></translation>
+        <translation>读取耗时过长，已被停止。下次建立索引时会再试。</translation>
     </message>
     <message>
         <source>Reading it needed too much memory, so it was stopped. It is tried again at the next indexing.</source>
-        <translation type="unfinished"></translation>
+        <translation>读取需要的内存过多，已被停止。下次建立索引时会再试。</translation>
     </message>
     <message>
         <source>The reader crashed on it; the other files were read. It is tried again at the next indexing.</source>
-        <translation type="unfinished"></translation>
+        <translation>读取它时读取程序崩溃了；其他文件已正常读取。下次建立索引时会再试。</translation>
     </message>
     <message>
         <source>The system does not let r1desk read it (permissions, or a disk error).</source>
-        <translation type="unfinished"></translation>
+        <translation>系统不允许 r1desk 读取它（权限不足，或磁盘出错）。</translation>
     </message>
     <message>
         <source>It is a link that leads back to itself.</source>
-        <translation type="unfinished"></translation>
+        <translation>它是一个指回自身的链接。</translation>
     </message>
     <message>
         <source>It was deleted or moved while it was indexed, or it is a link to nowhere.</source>
-        <translation type="unfinished"></translation>
+        <translation>它在建立索引时被删除或移动了，或者是一个指向不存在位置的链接。</translation>
     </message>
     <message>
         <source>A collection needs a name of at most 100 characters, without control characters.</source>
-        <translation type="unfinished"></translation>
+        <translation>文档集需要一个不超过 100 个字符、不含控制字符的名称。</translation>
     </message>
     <message>
         <source>There is no collection named {name}; it may have been deleted.</source>
-        <translation type="unfinished"></translation>
+        <translation>没有名为 {name} 的文档集；它可能已被删除。</translation>
     </message>
     <message>
         <source>{path} does not exist (any more).</source>
-        <translation type="unfinished"></translation>
+        <translation>{path} 不存在（或已不存在）。</translation>
     </message>
     <message>
         <source>The collection has no folders or files yet: add some to index.</source>
-        <translation type="unfinished"></translation>
+        <translation>这个文档集还没有文件夹或文件：请先添加，再建立索引。</translation>
     </message>
     <message>
         <source>{model} is not an embedding model: choose a GGUF embedding model, or index for full-text search only.</source>
-        <translation type="unfinished"></translation>
+        <translation>{model} 不是嵌入模型：请选择一个 GGUF 嵌入模型，或只建立全文索引。</translation>
     </message>
     <message>
         <source>Download it again from the model picker.</source>
@@ -2126,62 +2126,62 @@ Enter sends, Shift+Enter starts a new line.</source>
     <name>SourceViewer</name>
     <message>
         <source>Page {n} of {total}</source>
-        <translation type="unfinished"></translation>
+        <translation>第 {n} 页，共 {total} 页</translation>
     </message>
     <message>
         <source>Open in its app</source>
-        <translation type="unfinished"></translation>
+        <translation>用默认程序打开</translation>
     </message>
     <message>
         <source>Open the file in the program the system uses for it</source>
-        <translation type="unfinished"></translation>
+        <translation>用系统为这类文件设定的程序打开</translation>
     </message>
     <message>
         <source>Source</source>
-        <translation type="unfinished"></translation>
+        <translation>来源</translation>
     </message>
 </context>
 <context>
     <name>Sources</name>
     <message>
         <source>pages {first}–{last}</source>
-        <translation type="unfinished"></translation>
+        <translation>第 {first}–{last} 页</translation>
     </message>
     <message>
         <source>page {n}</source>
-        <translation type="unfinished"></translation>
+        <translation>第 {n} 页</translation>
     </message>
     <message>
         <source>lines {first}–{last}</source>
-        <translation type="unfinished"></translation>
+        <translation>第 {first}–{last} 行</translation>
     </message>
     <message>
         <source>line {n}</source>
-        <translation type="unfinished"></translation>
+        <translation>第 {n} 行</translation>
     </message>
     <message>
         <source>Sources</source>
-        <translation type="unfinished"></translation>
+        <translation>来源</translation>
     </message>
     <message>
         <source>The cited passage could not be found on this page of the file as it is now; the page is the one the reply cited.</source>
-        <translation type="unfinished"></translation>
+        <translation>在文件当前版本的这一页上找不到所引用的段落；显示的是回答所引用的页。</translation>
     </message>
     <message>
         <source>The file has changed since the reply was written: the lines it cited are marked, the passage may have moved.</source>
-        <translation type="unfinished"></translation>
+        <translation>写下回答后文件已有改动：已标出所引用的行，但段落可能已移位。</translation>
     </message>
     <message>
         <source>The cited passage is no longer in this file.</source>
-        <translation type="unfinished"></translation>
+        <translation>所引用的段落已不在这个文件中。</translation>
     </message>
     <message>
         <source>{name} is no longer at {path}: it was moved or deleted after this reply was written.</source>
-        <translation type="unfinished"></translation>
+        <translation>{name} 已不在 {path}：写下这条回答后，它被移动或删除了。</translation>
     </message>
     <message>
         <source>No program on this computer opens {name}.</source>
-        <translation type="unfinished"></translation>
+        <translation>这台电脑上没有能打开 {name} 的程序。</translation>
     </message>
 </context>
 <context>
