@@ -97,6 +97,12 @@ def run_job(job, cancel=None) -> float:
 def recommended_quant(repo: str, n_ctx: int = RECOMMEND_CTX) -> tuple[str | None, str | None, str]:
     """(quant, file, a line saying where the choice came from); None, None when there is no recommendation."""
     cat = catalog.load()
+    entry = cat.by_repo(repo)
+    if entry is not None and entry.role == "embedding" and entry.default_quant:
+        chosen = entry.quant(entry.default_quant)
+        if chosen is not None:
+            return chosen.quant, chosen.files[0].name, (f"{chosen.quant} is the quantisation r1desk takes for "
+                                                        f"{entry.name}, an embedding model for your documents.")
     for choice in recommend.recommend(probe.detect(), n_ctx, cat):
         if choice.repo.lower() == repo.lower():
             return choice.quant.upper(), (choice.files[0] if choice.files else None), \

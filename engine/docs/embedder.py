@@ -27,9 +27,8 @@ DEFAULT_SETTING = "docs.embedding_model"
 # finds the model of a collection indexed with a file that is not in the library).
 FILES_SETTING = "docs.embedding_files"
 
-# Prefixes known for embedding models, by a piece of their file name (lower case).
+# Prefixes of embedding model families outside r1desk's catalog, by a piece of their file name.
 KNOWN_PREFIXES: dict[str, tuple[str, str]] = {
-    "qwen3-embedding": ("Instruct: Given a question, retrieve passages of the user's documents that answer it\nQuery:", ""),
     "nomic-embed": ("search_query: ", "search_document: "),
     "multilingual-e5": ("query: ", "passage: "),
     "e5-": ("query: ", "passage: "),
@@ -95,7 +94,16 @@ def _dim_in(model_id: str) -> int:
 
 
 def prefixes_for(path: str | os.PathLike) -> tuple[str, str]:
+    """(query prefix, document prefix) for the embedding model in ``path``: the catalog's for its
+    models (any uploader's file of them), else those of a known family, else none."""
+    from r1desk.engine.models.catalog import embedding_entry, load
+
     name = Path(path).name.lower()
+    catalog = load()
+    entry = embedding_entry(name, catalog) or next(
+        (m for m in catalog.embedding_models if name.startswith(m.name.lower() + "-")), None)
+    if entry is not None:
+        return entry.query_prefix, entry.document_prefix
     for piece, prefixes in KNOWN_PREFIXES.items():
         if piece in name:
             return prefixes

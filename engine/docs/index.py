@@ -291,7 +291,8 @@ def index_collection(db: Database, name: str, paths: Iterable[str | os.PathLike]
         summary.facts.append({"code": "no-embedding-model", "model": collection.embedding_model})
     else:
         summary.notes.append("no embedding model: full-text search only; index again with an embedding model "
-                             "to add vectors (the files are not read again)")
+                             "to add vectors (the files are not read again; 'r1desk pull qwen3-embedding-0.6b' "
+                             "gets the one r1desk offers for Chinese and English)")
         summary.facts.append({"code": "no-embedding-model"})
     summary.embedding_model = collection.embedding_model
 

@@ -100,6 +100,12 @@ class CatalogModel:
     # worse than its size says; quality_note gives the evidence.
     quality_offset: float = 0.0
     quality_note: str = ""
+    # "chat", or "embedding": a model that turns text into vectors for the document index,
+    # never offered for chat. An embedding model's questions and passages may need prefixes.
+    role: str = "chat"
+    default_quant: str | None = None  # the quant to fetch when none is asked for (embedding models)
+    query_prefix: str = ""
+    document_prefix: str = ""
 
     def quant(self, name: str) -> QuantFiles | None:
         return next((q for q in self.quants if quants.matches(name, q.quant)), None)
@@ -123,19 +129,30 @@ class CatalogModel:
 
 @dataclass
 class Catalog:
+    """``models`` are the chat models (what pickers and recommendations offer);
+    ``embedding_models`` the models for the document index. Both download and fit alike."""
+
     models: list[CatalogModel]
     updated: str = ""
     notes: list[str] = field(default_factory=list)
+    embedding_models: list[CatalogModel] = field(default_factory=list)
+
+    @property
+    def all_models(self) -> list[CatalogModel]:
+        return [*self.models, *self.embedding_models]
 
     def get(self, model_id: str) -> CatalogModel:
-        for m in self.models:
+        for m in self.all_models:
             if m.id == model_id:
                 return m
         raise KeyError(model_id)
 
+    def by_repo(self, repo: str) -> CatalogModel | None:
+        return next((m for m in self.all_models if m.repo.lower() == repo.lower()), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "updated": self.updated, "notes": self.notes,
-                "models": [m.to_dict() for m in self.models]}
+                "models": [m.to_dict() for m in self.all_models]}
 
     def save(self, path: str | os.PathLike = CATALOG_PATH) -> None:
         path = Path(path)
@@ -152,8 +169,20 @@ def load(path: str | os.PathLike | None = None) -> Catalog:
         refreshed = cache_dir() / "catalog.json"
         path = refreshed if refreshed.exists() else CATALOG_PATH
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return Catalog(models=[CatalogModel.from_dict(m) for m in data["models"]],
+    entries = [CatalogModel.from_dict(m) for m in data["models"]]
+    return Catalog(models=[m for m in entries if m.role == "chat"],
+                   embedding_models=[m for m in entries if m.role == "embedding"],
                    updated=data.get("updated", ""), notes=list(data.get("notes", [])))
+
+
+def embedding_entry(filename: str, catalog: Catalog | None = None) -> CatalogModel | None:
+    """The catalog's embedding model a GGUF file name belongs to ("Qwen3-Embedding-0.6B-Q8_0.gguf")."""
+    catalog = catalog or load()
+    name = Path(filename).name.lower()
+    for model in catalog.embedding_models:
+        if any(f.name.lower() == name for q in model.quants for f in q.files):
+            return model
+    return None
 
 
 # Shapes and sizes ---------------------------------------------------------------------------
@@ -310,10 +339,10 @@ def refresh(
         from huggingface_hub import HfApi
 
         api = HfApi()
-    total = len(catalog.models)
+    total = len(catalog.all_models)
     failures: list[str] = []
     refreshed = 0
-    for i, model in enumerate(catalog.models):
+    for i, model in enumerate(catalog.all_models):
         if cancel is not None and cancel():
             raise Cancelled("catalog refresh cancelled")
         yield Progress(done=i, total=total, message=f"reading {model.repo}")

@@ -207,14 +207,15 @@ def catalog_model(model_id: str, catalog: Any = None) -> Any:
     """
     cat = catalog if catalog is not None else _catalog.load()
     wanted = model_id.lower()
-    for model in cat.models:
+    everything = getattr(cat, "all_models", cat.models)  # embedding models are pulled by id too
+    for model in everything:
         if model.id.lower() == wanted:
             return model
-    ids = [m.id for m in cat.models]
+    ids = [m.id for m in everything]
     closest = difflib.get_close_matches(wanted, ids, n=3, cutoff=0.6)
     if not closest:
         # A model's repo name typed without its owner ("DeepSeek-R1-Distill-Qwen-7B-GGUF").
-        closest = [m.id for m in cat.models if wanted and wanted.removesuffix("-gguf") in m.repo.lower()][:3]
+        closest = [m.id for m in everything if wanted and wanted.removesuffix("-gguf") in m.repo.lower()][:3]
     guess = ""
     if closest:
         others = f" (or {', '.join(closest[1:])})" if len(closest) > 1 else ""

@@ -120,3 +120,29 @@ def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> No
     found = json.loads(r1desk("search", "-c", "notes", "hydrogen airship", "--json", "-k", "1").stdout)
     assert [s["path"] for s in found["sources"]] == [str(docs / "zeppelin.md")]
     assert os.path.exists(docs / "zeppelin.md")
+
+
+def test_the_catalog_offers_an_embedding_model_for_documents_and_not_for_chat() -> None:
+    from r1desk.cli.models import recommended_quant
+    from r1desk.engine.docs.embedder import prefixes_for
+    from r1desk.engine.hardware import probe
+    from r1desk.engine.models import catalog, recommend
+    from r1desk.engine.models.download import parse_spec
+
+    cat = catalog.load(catalog.CATALOG_PATH)
+    (entry,) = cat.embedding_models
+    assert (entry.id, entry.repo, entry.role) == ("qwen3-embedding-0.6b", "Qwen/Qwen3-Embedding-0.6B-GGUF", "embedding")
+    assert entry.id not in {m.id for m in cat.models} and cat.get(entry.id) is entry
+    q8 = entry.quant("Q8_0")
+    assert not q8.estimated and q8.names == ["Qwen3-Embedding-0.6B-Q8_0.gguf"]
+    # Its shape reproduces the real file's size (the same numbers give its memory estimate).
+    assert abs(catalog.estimated_size(entry.arch, "Q8_0") - q8.size) < 0.0001 * q8.size
+    assert catalog.parameter_count(entry.arch) == entry.params
+    # Pulled by its id like any catalog model, at its own quant; never recommended for chat.
+    assert parse_spec("qwen3-embedding-0.6b") == (entry.repo, None)
+    quant, filename, note = recommended_quant(entry.repo)
+    assert (quant, filename) == ("Q8_0", "Qwen3-Embedding-0.6B-Q8_0.gguf") and "embedding model" in note
+    assert entry.repo not in {c.repo for c in recommend.recommend(probe.detect(), 8192, cat)}
+    # Questions get the instruction Qwen3-Embedding expects; passages go in as they are.
+    query, document = prefixes_for("/models/Qwen3-Embedding-0.6B-Q8_0.gguf")
+    assert query.startswith("Instruct: ") and query.endswith("\nQuery:") and document == ""

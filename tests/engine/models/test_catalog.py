@@ -115,6 +115,7 @@ def _sparse(path, size):
 def test_refresh_reads_file_lists_from_the_hub(fake_hub, tmp_path):  # noqa: F811
     cat = C.load(C.CATALOG_PATH)
     cat.models = [cat.get("deepseek-r1-distill-qwen-7b"), cat.get("deepseek-r1-distill-llama-70b")]
+    cat.embedding_models = []
     seven, seventy = cat.models
     old_seventy = [q.quant for q in seventy.quants]
     fake_hub.add_repo(seven.repo, {
