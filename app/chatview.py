@@ -8,6 +8,7 @@ again; reasoning and open code blocks are appended as plain text.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 from r1desk.app import theme
@@ -50,6 +51,7 @@ from r1desk.app.qt import (
     QWidget,
     Signal,
 )
+from r1desk.app.sources import SourcesList
 
 # Above this many characters the block being written is re-rendered at most every
 # TAIL_INTERVAL_MS instead of on every token.
@@ -133,6 +135,7 @@ class TextSegment(AutoHeightBrowser):
         cursor.setBlockFormat(self._gap)
         cursor.setBlockCharFormat(self._gap_chars)
         self.markdown_blocks: list[str] = []
+        self.citations: frozenset[int] = frozenset()  # the reply's sources: its [n] become links
 
     def set_tail(self, markdown: str) -> None:
         if len(markdown) > TAIL_RENDER_LIMIT:
@@ -181,7 +184,7 @@ class TextSegment(AutoHeightBrowser):
         if markdown:
             # The first inserted block merges into the frame's empty one and loses its block
             # format (lists, tables); an empty paragraph in front takes that hit instead.
-            cursor.insertHtml("<p></p>" + render_html(markdown))
+            cursor.insertHtml("<p></p>" + render_html(markdown, self.citations))
             first = doc.findBlock(frame.firstPosition())
             if first.length() == 1 and first.next().isValid() and frame.lastPosition() > first.position():
                 QTextCursor(first).deleteChar()
@@ -291,8 +294,11 @@ def _monospace():
 class MarkdownView(QWidget):
     """An answer: text segments and code blocks, fed by a BlockSplitter as it streams."""
 
+    citation_clicked = Signal(int)  # an [n] marker of the answer: its source n
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.citations: frozenset[int] = frozenset()
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(4)
@@ -316,7 +322,11 @@ class MarkdownView(QWidget):
         self._apply(self._splitter.finish())
 
     def set_markdown(self, text: str) -> None:
-        """Show a whole message at once (from history)."""
+        """Show a whole message at once (from history), in place of what it showed."""
+        for widget in self.segments:
+            self._layout.removeWidget(widget)
+            widget.deleteLater()
+        self.segments, self._text, self._code = [], None, None
         self._parts = [text]
         self._apply(split_all(text))
         self._splitter = BlockSplitter()
@@ -324,11 +334,26 @@ class MarkdownView(QWidget):
     def code_blocks(self) -> list[CodeBlock]:
         return [w for w in self.segments if isinstance(w, CodeBlock)]
 
+    def set_citations(self, numbers: frozenset[int]) -> None:
+        """The numbers of the reply's sources: text rendered from now on links its [n] markers."""
+        self.citations = frozenset(numbers)
+        for segment in self.segments:
+            if isinstance(segment, TextSegment):
+                segment.citations = self.citations
+
     def _text_segment(self) -> TextSegment:
         if self._text is None:
             self._text = TextSegment(self)
+            self._text.citations = self.citations
+            self._text.anchorClicked.connect(self._anchor)
             self._add(self._text)
         return self._text
+
+    def _anchor(self, url: QUrl) -> None:
+        from r1desk.app.markdown import CITATION_SCHEME
+
+        if url.scheme() == CITATION_SCHEME and url.path().isdigit():
+            self.citation_clicked.emit(int(url.path()))
 
     def _add(self, widget: QWidget) -> None:
         self.segments.append(widget)
@@ -505,6 +530,7 @@ class MessageWidget(QFrame):
     regenerate_requested = Signal(object)
     edit_submitted = Signal(object, str)
     alternative_requested = Signal(int)  # a message id: show that reply instead of this one
+    source_requested = Signal(object)  # one of the reply's sources, to open at its place
 
     def __init__(self, role: str, *, message_id: int | None = None, model: str | None = None,
                  parent: QWidget | None = None):
@@ -538,6 +564,12 @@ class MessageWidget(QFrame):
             outer.addWidget(self.thinking)
             self.content = MarkdownView(self)
             outer.addWidget(self.content)
+        self.sources: SourcesList | None = None
+        if role == "assistant":
+            self.sources = SourcesList(self)
+            self.sources.source_requested.connect(self.source_requested)
+            self.content.citation_clicked.connect(self._cited)
+            outer.addWidget(self.sources)
         self.editor: QPlainTextEdit | None = None
         self._edit_row: QWidget | None = None
         self.notice = QLabel()
@@ -629,8 +661,34 @@ class MessageWidget(QFrame):
             self.thinking.finish()
         self.content.append(text)
 
+    def set_sources(self, sources: list[Any], focus: dict[int, str] | None = None) -> None:
+        """The passages of the user's documents this reply was given; its [n] markers link to them.
+        ``focus``: for source n, the part of it that matched the question (shown on hover)."""
+        if self.sources is None:
+            return
+        self.sources.set_sources(sources, focus)
+        self.content.set_citations(frozenset(s.n for s in sources))
+        if not self.streaming:
+            if self.content.markdown:
+                self.content.set_markdown(self.content.markdown)
+            self._mark_cited()
+
+    def _mark_cited(self) -> None:
+        from r1desk.app.markdown import CITATION
+
+        if self.sources is None or not self.sources.sources:
+            return
+        used = {int(n) for m in CITATION.finditer(self.content.markdown) for n in re.split(r"\D+", m.group(1)) if n}
+        self.sources.set_cited(used & {s.n for s in self.sources.sources})
+
+    def _cited(self, n: int) -> None:
+        source = next((s for s in (self.sources.sources if self.sources else []) if s.n == n), None)
+        if source is not None:
+            self.source_requested.emit(source)
+
     def finish(self, stats: dict[str, Any] | None = None) -> None:
         self.content.finish()
+        self._mark_cited()
         stats = stats or {}
         if self.thinking.state == "thinking":
             self.thinking.finish(stats.get("reasoning_seconds"))
@@ -823,6 +881,7 @@ class ChatView(QScrollArea):
     regenerate_requested = Signal(object)
     edit_submitted = Signal(object, str)
     alternative_requested = Signal(int)  # show this reply instead
+    source_requested = Signal(object)  # a source of a reply, to open at its place
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -927,6 +986,7 @@ class ChatView(QScrollArea):
         widget.regenerate_requested.connect(self.regenerate_requested)
         widget.edit_submitted.connect(self.edit_submitted)
         widget.alternative_requested.connect(self.alternative_requested)
+        widget.source_requested.connect(self.source_requested)
         # Before the trailing stretch.
         self._column.insertWidget(self._column.count() - 1, widget)
         self.messages.append(widget)

@@ -98,6 +98,7 @@ class Composer(QWidget):
         self.button.clicked.connect(self._button_clicked)
         row.addWidget(self.edit, 1)
         row.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
+        self._row = row
         outer.addWidget(frame)
         # What sending this message would do to the context, once it is long enough to matter.
         self.budget_label = QLabel(self)
@@ -144,6 +145,10 @@ class Composer(QWidget):
     @property
     def disabled_reason(self) -> str | None:
         return self._reason
+
+    def add_tool(self, widget: QWidget) -> None:
+        """A button for this message's options (the documents it answers from), left of the box."""
+        self._row.insertWidget(0, widget, 0, Qt.AlignmentFlag.AlignBottom)
 
     def text(self) -> str:
         return self.edit.toPlainText()

@@ -119,7 +119,8 @@ def _from_code(facts: dict) -> str | None:
         return translate("Errors", "{path} is a folder: give a file name.").format(path=facts.get("path", ""))
     if code == "write-disk-full":
         return translate("Errors", "The disk is full: {path} was not written.").format(path=facts.get("path", ""))
-    return _hub_words(code, facts) or _template_words(code, facts) or _database_words(code, facts)
+    return (_hub_words(code, facts) or _template_words(code, facts) or _database_words(code, facts)
+            or _collection_words(code, facts))
 
 
 def _hub_words(code: str | None, facts: dict) -> str | None:
@@ -230,6 +231,49 @@ def _database_words(code: str | None, facts: dict) -> str | None:
     }
     text = texts.get(code)
     return text.format(file=file) if text is not None else None
+
+
+def problem_reason(code: str | None, reason: str = "") -> str:
+    """Why a document could not be indexed, in the user's language (``extract.PROBLEMS`` codes);
+    the engine's own line for a code it does not know."""
+    texts = {
+        "unsupported": translate("Errors", "Not a kind of file r1desk reads."),
+        "binary": translate("Errors", "Named as text, but it holds binary data (a program, an image or an archive)."),
+        "undecodable": translate("Errors", "Its text is in no encoding r1desk recognises."),
+        "encrypted": translate("Errors", "It is locked with a password."),
+        "corrupt": translate("Errors", "It is damaged or cut short, or not what its name says."),
+        "too-large": translate("Errors", "It is too big, or would unpack to far more than its size (a zip or PDF "
+                                         "bomb)."),
+        "no-text": translate("Errors", "It holds no text to index: it is empty, or a scan without a text layer."),
+        "timeout": translate("Errors", "Reading it took too long, so it was stopped. It is tried again at the next "
+                                       "indexing."),
+        "too-much-memory": translate("Errors", "Reading it needed too much memory, so it was stopped. It is tried "
+                                               "again at the next indexing."),
+        "crashed": translate("Errors", "The reader crashed on it; the other files were read. It is tried again at "
+                                       "the next indexing."),
+        "unreadable": translate("Errors", "The system does not let r1desk read it (permissions, or a disk error)."),
+        "symlink-loop": translate("Errors", "It is a link that leads back to itself."),
+        "vanished": translate("Errors", "It was deleted or moved while it was indexed, or it is a link to nowhere."),
+    }
+    return texts.get(code or "", reason)
+
+
+def _collection_words(code: str | None, facts: dict) -> str | None:
+    """The document index's refusals: a bad name, a missing collection, folder or embedding model."""
+    if code == "bad-collection-name":
+        return translate("Errors", "A collection needs a name of at most 100 characters, without control "
+                                   "characters.")
+    if code == "no-such-collection":
+        return translate("Errors", "There is no collection named {name}; it may have been deleted.").format(
+            name=facts.get("name", ""))
+    if code == "no-such-path":
+        if facts.get("path"):
+            return translate("Errors", "{path} does not exist (any more).").format(path=facts["path"])
+        return translate("Errors", "The collection has no folders or files yet: add some to index.")
+    if code == "not-embedding-model":
+        return translate("Errors", "{model} is not an embedding model: choose a GGUF embedding model, or index "
+                                   "for full-text search only.").format(model=facts.get("model", ""))
+    return None
 
 
 def describe(kind: str, detail: str, *, downloaded: bool = False, facts: dict | None = None) -> str:

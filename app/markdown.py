@@ -180,12 +180,47 @@ def _render_image(self, tokens, idx, options, env) -> str:  # noqa: ANN001 - mar
     return f'<a href="{html.escape(src, quote=True)}">{html.escape(alt)}</a>'
 
 
+# A citation of the reply's sources: [1], [1, 3], [1][2] (two), full-width ［1］.
+CITATION = re.compile(r"[\[［]\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]］]")
+CITATION_SCHEME = "cite"
+
+
+def _render_text(self, tokens, idx, options, env) -> str:  # noqa: ANN001 - markdown-it API
+    # [n] markers that name one of the reply's sources become links to it ("cite:n"); never
+    # inside a link of the answer's own.
+    text = tokens[idx].content
+    cited = env.get("citations") if env else None
+    if not cited or not CITATION.search(text):
+        return html.escape(text, quote=False)
+    depth = sum(1 if t.type == "link_open" else -1 for t in tokens[:idx] if t.type in ("link_open", "link_close"))
+    if depth > 0:
+        return html.escape(text, quote=False)
+
+    def link(m: re.Match) -> str:
+        numbers = [int(n) for n in re.split(r"\s*[,，、]\s*", m.group(1))]
+        if not any(n in cited for n in numbers):
+            return html.escape(m.group(0), quote=False)
+        if len(numbers) == 1:
+            return f'<a href="{CITATION_SCHEME}:{numbers[0]}">[{numbers[0]}]</a>'
+        inner = ", ".join(f'<a href="{CITATION_SCHEME}:{n}">{n}</a>' if n in cited else str(n) for n in numbers)
+        return f"[{inner}]"
+
+    out, last = [], 0
+    for m in CITATION.finditer(text):
+        out.append(html.escape(text[last:m.start()], quote=False))
+        out.append(link(m))
+        last = m.end()
+    out.append(html.escape(text[last:], quote=False))
+    return "".join(out)
+
+
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "breaks": True, "typographer": False})
     md.enable(["table", "strikethrough"])
     md.options["highlight"] = lambda code, lang, attrs: highlight_html(code, lang)
     md.add_render_rule("image", _render_image)
+    md.add_render_rule("text", _render_text)
     return md
 
 
@@ -194,9 +229,10 @@ _LOOSE_ITEM_OPEN = re.compile(r"<li>\s*<p>")
 _LOOSE_ITEM_CLOSE = re.compile(r"</p>\s*</li>")
 
 
-def render_html(markdown: str) -> str:
-    """HTML for Qt's rich-text engine: raw HTML in the text is shown as text, not obeyed."""
-    out = _markdown().render(markdown)
+def render_html(markdown: str, citations: frozenset[int] | set[int] | None = None) -> str:
+    """HTML for Qt's rich-text engine: raw HTML in the text is shown as text, not obeyed.
+    ``citations``: the numbers of the reply's sources; its [n] markers become links to them."""
+    out = _markdown().render(markdown, {"citations": citations} if citations else None)
     # Qt turns the newlines markdown-it puts between tags into spaces and extra blocks.
     out = _BETWEEN_TAGS.sub(">", out).strip()
     out = _LOOSE_ITEM_OPEN.sub("<li>", out)

@@ -72,6 +72,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QInputDialog,
     QLabel,
     QLayout,
@@ -97,9 +98,18 @@ from PySide6.QtWidgets import (
     QTextBrowser,
     QTextEdit,
     QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
+    QWidgetItem,
 )
+
+try:  # Qt PDF is in PySide6-Addons; where it is missing, PDFs open in the system's viewer
+    from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
+    from PySide6.QtPdfWidgets import QPdfView
+except ImportError:  # pragma: no cover - the app's dependencies include it
+    QPdfDocument = QPdfSearchModel = QPdfView = None  # type: ignore[assignment,misc]
 
 QT_VERSION = QtCore.qVersion()
 
