@@ -22,8 +22,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def last_used_model() -> str:
+    """The library's most recently used model (what ``serve`` loads when given none)."""
+    from r1desk.engine.models.library import Library
+
+    used = [m for m in Library().list(refresh=False) if m.last_used_at]
+    if not used:
+        raise click.UsageError("name the model to serve: none in the library has been used yet (see r1desk models)")
+    return max(used, key=lambda m: m.last_used_at).name
+
+
 @cli.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=1337, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--api-key", envvar="R1DESK_API_KEY", help="Required as 'Authorization: Bearer KEY' (or R1DESK_API_KEY). "
@@ -37,7 +47,8 @@ def is_loopback(host: str) -> bool:
 @click.option("--rpc", "rpc_servers", multiple=True, metavar="HOST:PORT",
               help="Split the model over this llama.cpp RPC worker too (see 'r1desk rpc-server'); repeat for several.")
 def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embedding_model, rpc_servers):
-    """Serve MODEL (a .gguf file or a library name) at http://HOST:PORT/v1, as OpenAI's API.
+    """Serve MODEL (a .gguf file or a library name; by default the one used last) at
+    http://HOST:PORT/v1, as OpenAI's API.
 
     /v1/models, /v1/chat/completions and /v1/completions (streaming or not; R1's thinking in
     reasoning_content; response_format json_object or json_schema; tools and tool_choice for
@@ -56,6 +67,7 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embeddin
     from r1desk.engine.chat.service import resolve_model
     from r1desk.engine.inference.host import ModelHost
 
+    model = model or last_used_model()
     service = ChatService()
     embedder = None
     try:

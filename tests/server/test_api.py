@@ -207,3 +207,8 @@ def test_serving_beyond_this_machine_needs_a_key(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "serve", str(tmp_path / "m.gguf"), "--host", "0.0.0.0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--api-key" in proc.stderr
+
+
+def test_serve_without_a_model_says_what_to_do_in_an_empty_library() -> None:
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "serve"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "name the model to serve" in proc.stderr
