@@ -9,6 +9,7 @@ so a port another program holds is a clear error from ``start()`` instead of a l
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
@@ -135,6 +136,18 @@ class _Counted:
             self.in_flight -= 1
 
 
+class _CutOff(logging.Filter):
+    """While the server stops, a request it cuts off is one line in the log, not a traceback."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+        return not (self.stopping and cancelled)
+
+
 class BackgroundServer:
     """OpenAI's API over ``chat``'s loaded model, on a thread of its own: ``start()``, ``stop()``.
 
@@ -157,6 +170,7 @@ class BackgroundServer:
         self._sock: socket.socket | None = None
         self._counted: _Counted | None = None
         self._failure: BaseException | None = None
+        self._cut_off = _CutOff()
         self._total_before = 0  # requests of earlier runs of this server
 
     # State -------------------------------------------------------------------------------
@@ -208,6 +222,8 @@ class BackgroundServer:
                                     lifespan="off", timeout_graceful_shutdown=GRACE_SECONDS)
             server = uvicorn.Server(config)
             self._failure = None
+            self._cut_off.stopping = False
+            logging.getLogger("uvicorn.error").addFilter(self._cut_off)
             thread = threading.Thread(target=self._run, args=(server, sock), name="r1desk-api-server", daemon=True)
             self._server, self._thread, self._sock, self._counted = server, thread, sock, counted
             thread.start()
@@ -240,6 +256,8 @@ class BackgroundServer:
         server, thread, sock = self._server, self._thread, self._sock
         if server is None:
             return
+        in_flight = self._counted.in_flight if self._counted is not None else 0
+        self._cut_off.stopping = True
         server.should_exit = True
         if thread is not None:
             thread.join(GRACE_SECONDS + 3)
@@ -251,7 +269,8 @@ class BackgroundServer:
         if self._counted is not None:
             self._total_before += self._counted.total
         self._server = self._thread = self._sock = self._counted = None
-        log.info("API server stopped")
+        logging.getLogger("uvicorn.error").removeFilter(self._cut_off)
+        log.info("API server stopped" + (f"; {in_flight} request(s) under way were cut off" if in_flight else ""))
 
     def __enter__(self) -> "BackgroundServer":
         self.start()

@@ -9,7 +9,7 @@ import time
 import httpx2 as httpx
 import pytest
 
-from r1desk.engine.chat.service import ChatService
+from r1desk.engine.chat.service import ChatService, SamplingParams
 from r1desk.engine.inference.host import LoadOptions
 from r1desk.server.background import GRACE_SECONDS, BackgroundServer, ServerError, lan_address
 
@@ -185,7 +185,7 @@ def test_stop_ends_a_stream_under_way_within_seconds_and_frees_the_model(chat) -
         assert time.monotonic() < deadline, "the cancelled stream kept the model busy"
         time.sleep(0.05)
     # The model answers the next caller at once.
-    events = list(chat.send(None, "Say hello.", None))
+    events = list(chat.send(None, "Say hello.", SamplingParams(max_tokens=8)))
     assert any(type(e).__name__ == "Stats" for e in events)
 
 
