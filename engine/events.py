@@ -60,6 +60,20 @@ class Started:
 
 
 @dataclass
+class Sources:
+    """The passages of the conversation's collections given to the model with this reply.
+
+    Sent after ``Started`` and before ``PromptRead``, only when the conversation answers from
+    collections (``items`` may then be empty: nothing matched). ``items`` are
+    ``engine.docs.retrieval.Source``, numbered as the answer's [n] markers and saved with the
+    reply; ``notes`` say what the user should know about the search (full-text only, and why).
+    """
+
+    items: list[Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Queued:
     """The model is busy with other requests; ``position`` of them are ahead of this one."""
 
@@ -172,4 +186,4 @@ class Progress:
         return min(1.0, self.done / self.total)
 
 
-ChatEvent = Started | Queued | Loading | PromptRead | PromptProgress | ReasoningDelta | ContentDelta | Stats | ChatError
+ChatEvent = Started | Sources | Queued | Loading | PromptRead | PromptProgress | ReasoningDelta | ContentDelta | Stats | ChatError

@@ -4,20 +4,29 @@
 conversation (earlier reasoning left out, R1's prompting rules applied), streams the model
 host's output as events, and writes the reply to SQLite at least every half second, so a
 killed process leaves the partial reply behind, marked interrupted.
+
+A conversation may answer from collections of the user's documents: each reply then searches
+them for the latest message, puts the passages that fit the context into that turn as quoted
+data (engine/docs/answers.py), says which in a ``Sources`` event and saves them with the reply.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Sequence
 
 from r1desk.engine.adapters.check import ModelShape, check_fits, model_shape
 from r1desk.engine.adapters.store import Adapters
 from r1desk.engine.chat.history import History
+from r1desk.engine.docs import answers
+from r1desk.engine.docs import store as doc_store
+from r1desk.engine.docs.retrieval import Source, VectorCache, retrieve
 from r1desk.engine.errors import AdapterError, CorruptModel, ModelLoadFailed, ModelNotFound, NotFound, R1deskError
 from r1desk.engine.events import (
     CancelToken,
@@ -28,6 +37,7 @@ from r1desk.engine.events import (
     PromptRead,
     Queued,
     ReasoningDelta,
+    Sources,
     Started,
     Stats,
 )
@@ -45,6 +55,13 @@ GENERIC_DEFAULTS = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.0
 # small model at temperature 0 can loop on one phrase until the context is full (SmolLM2-135M:
 # 11 minutes for 8,192 tokens). R1's thinking is not counted: its budget is reasoning_budget.
 DEFAULT_MAX_TOKENS = 2048
+# Sources from the conversation's collections: they get what the context has left after the
+# conversation and the reply's room; when the conversation already fills it, they still get up to
+# a quarter of it and older turns make room (as for any long message). Under MIN_SOURCE_TOKENS
+# not even one passage would fit.
+SOURCES_FLOOR_FRACTION = 0.25
+MIN_SOURCE_TOKENS = 64
+COUNT_MARGIN = 1.1  # estimated token counts are raised this much; the whole prompt is counted exactly at the end
 _GGUF_SAMPLING_KEYS = {"temp": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
                        "penalty_repeat": "repeat_penalty"}
 
@@ -127,6 +144,63 @@ def build_messages(history: list, *, r1: bool) -> list[dict[str, str]]:
     return merged
 
 
+def reply_room(resolved: dict[str, Any], n_ctx: int) -> int:
+    """Tokens kept free for the answer, as the model process keeps them."""
+    return min(resolved.get("max_tokens") or 1024, n_ctx // 4)
+
+
+@dataclass
+class Grounding:
+    """A conversation made ready to answer from documents (see ``ChatService.with_sources``).
+
+    ``history``: the conversation with its latest user message replaced by
+    ``answers.documents_prompt`` (the question with its sources, quoted as data); ``query``: what
+    was searched for; ``budget``: the tokens the sources could take.
+    """
+
+    history: list[Any]
+    sources: list[Source]
+    notes: list[str] = field(default_factory=list)
+    query: str = ""
+    budget: int = 0
+
+
+class _Counter:
+    """Token counts of the chat model for retrieval, at the cost of one or two calls to the model process.
+
+    Retrieval counts passages many times over while it fits them to the budget; each exact count
+    would be a round trip to the model process, which waits behind any reply being generated.
+    So the first text of each kind (mostly Chinese, Japanese or Korean, or not) is counted
+    exactly, and later ones are estimated at that ratio, raised by COUNT_MARGIN. The caller
+    counts the finished prompt exactly.
+    """
+
+    def __init__(self, host: Any):
+        self.exact = getattr(host, "count_tokens_of", None)
+        self.ratio: dict[bool, float] = {}
+
+    @staticmethod
+    def _cjk(text: str) -> bool:
+        return len(doc_store._CJK_RUN.sub("", text)) < len(text) * 0.7
+
+    def __call__(self, texts: list[str]) -> list[int]:
+        from r1desk.engine.docs.chunking import approx_tokens
+
+        estimates = approx_tokens(list(texts))
+        kinds = [self._cjk(t) for t in texts]
+        todo = [i for i, k in enumerate(kinds) if k not in self.ratio]
+        exact: dict[int, int] = {}
+        if todo and self.exact is not None:
+            counted = self.exact([texts[i] for i in todo])
+            for i, n in zip(todo, counted):
+                exact[i] = int(n)
+            for kind in {kinds[i] for i in todo}:
+                mine = [i for i in todo if kinds[i] == kind]
+                self.ratio[kind] = max(sum(exact[i] for i in mine) / max(1, sum(estimates[i] for i in mine)), 0.05)
+        return [exact[i] if i in exact else math.ceil(estimates[i] * self.ratio.get(kinds[i], 1.0) * COUNT_MARGIN)
+                for i in range(len(texts))]
+
+
 @dataclass
 class Budget:
     """What sending a message would do, counted with the model's own tokenizer and template.
@@ -189,6 +263,11 @@ class ChatService:
         self.history.forgotten.append(lambda session: self.host.forget(session))
         self.adapter_store = Adapters(self.history.db)
         self._shapes: dict[tuple[str, int, int], ModelShape] = {}
+        # The embedding model for questions to the collections: its own model process, loaded
+        # the first time a reply needs it and kept until the service closes.
+        self._embedder: Any = None
+        self._embedder_lock = threading.Lock()
+        self._vectors = VectorCache()
 
     # Saved conversation state -------------------------------------------------------------
     def snapshot_budget(self) -> int:
@@ -284,6 +363,10 @@ class ChatService:
         if self.host is not self._local:
             self.host.close()
         self._local.close()
+        with self._embedder_lock:
+            if self._embedder is not None:
+                self._embedder.close()
+                self._embedder = None
 
     def measure(self, conversation_id: int | None, text: str, params: SamplingParams | None = None, *,
                 system: str | None = None) -> Budget:
@@ -307,7 +390,7 @@ class ChatService:
         prompt = self.host.count_tokens(build_messages([*earlier, draft], r1=model.is_r1))
         alone = self.host.count_tokens(build_messages([draft], r1=model.is_r1))
         n_ctx = model.n_ctx
-        room = min(resolved["max_tokens"] or 1024, n_ctx // 4)  # what the model process keeps free
+        room = reply_room(resolved, n_ctx)
         if prompt + room <= n_ctx:
             outcome = "fits"
         elif alone + room <= n_ctx:
@@ -367,14 +450,137 @@ class ChatService:
             record.append({"name": name, "sha256": adapter.sha256, "scale": scale})
         return request, record
 
+    # Documents ----------------------------------------------------------------------------
+    def set_collections(self, conversation_id: int, names: Sequence[str]) -> list[str]:
+        """The collections of documents this conversation answers from ([] for none), from the
+        next reply on; saved with the conversation. Returns their names as stored. An unknown
+        name is refused (NotFound, ``facts["code"] == "no-such-collection"``) and the earlier
+        choice kept."""
+        self.history.get_conversation(conversation_id)  # NotFound for a conversation that is gone
+        return doc_store.set_conversation_collections(self.history.db, conversation_id, list(names))
+
+    def collections(self, conversation_id: int) -> list[str]:
+        """The conversation's collections (a deleted collection drops out by itself)."""
+        return doc_store.conversation_collections(self.history.db, conversation_id)
+
+    def sources(self, message_id: int) -> list[Source]:
+        """The sources a reply was given, numbered as its [n] markers, as they were when it was
+        written: a file re-indexed or deleted since keeps its path, place and excerpt here
+        (``document_id`` and ``chunk_id`` are then None; ``page_end`` is not kept)."""
+        self.history.get_message(message_id)  # NotFound for a message that is gone
+        out = []
+        for s in doc_store.message_sources(self.history.db, message_id):
+            out.append(Source(
+                n=s.n, collection=s.collection or "", path=s.path, text=s.excerpt,
+                score=s.score if s.score is not None else 0.0, document_id=s.document_id, chunk_id=s.chunk_id,
+                chunk_ids=[s.chunk_id] if s.chunk_id is not None else [], page=s.page, page_end=None,
+                line_start=s.line_start, line_end=s.line_end, headings=list(s.headings),
+                char_start=s.char_start, char_end=s.char_end))
+        return out
+
+    def with_sources(self, history: list[Any], collections: Sequence[str], params: SamplingParams | dict | None = None,
+                     *, render: Callable[[list[Any]], list[dict[str, Any]]] | None = None) -> Grounding:
+        """The conversation ``history`` (messages with ``role`` and ``content``, oldest first) made
+        ready to answer its latest user message from ``collections``.
+
+        Searches for that message (with the one before when it is a follow-up: see
+        ``answers.retrieval_query``), fits the passages into what the loaded model's context has
+        left after the conversation and the reply's room, and puts them into the latest user
+        turn as quoted data (``answers.documents_prompt``). ``render`` turns a history into the
+        chat template's messages (default: ``build_messages``); the API server passes its own.
+        ``params``: the reply's sampling (or its resolved dict), for the reply's room. Without an
+        embedding model for the collections, full-text search alone finds the passages, and the
+        notes say so.
+        """
+        model = self._require_model()
+        resolved = params if isinstance(params, dict) else (params or SamplingParams()).resolved(model)
+        render = render or (lambda h: build_messages(h, r1=model.is_r1))
+        db = self.history.db
+        users = [i for i, m in enumerate(history) if m.role == "user"]
+        chosen = [doc_store.get_collection(db, name) for name in collections]
+        if not users or not chosen:
+            return Grounding(list(history), [], [])
+        last = users[-1]
+        question = history[last].content or ""
+        previous = history[users[-2]].content if len(users) > 1 else None
+        query = answers.retrieval_query(question, previous)
+
+        n_ctx = model.n_ctx
+        room = reply_room(resolved, n_ctx)
+        count = _Counter(self.host)
+        framing = (self.host.count_tokens_of([answers.framing_text()])[0] if count.exact is not None
+                   else count([answers.framing_text()])[0])
+        budget = n_ctx - room - self.host.count_tokens(render(list(history))) - framing
+        alone = budget < n_ctx * SOURCES_FLOOR_FRACTION
+
+        def fitted(h: list[Any]) -> list[Any]:
+            # What must fit: the whole conversation, or when it no longer can, the system prompt
+            # and the latest turn (older turns are left out to make room).
+            return h if not alone else [m for m in h[:last] if m.role == "system"] + [h[last]]
+
+        if alone:
+            least = self.host.count_tokens(render(fitted(list(history))))
+            budget = max(budget, min(int(n_ctx * SOURCES_FLOOR_FRACTION), n_ctx - room - least - framing))
+        notes: list[str] = []
+        sources: list[Source] = []
+        if budget >= MIN_SOURCE_TOKENS:
+            embedder = self._embedder_for(chosen, notes)
+            sources = retrieve(db, chosen, query, budget, embedder, count_tokens=count, cache=self._vectors,
+                               notes=notes)
+        else:
+            notes.append("the message leaves no room in the context for passages of the documents")
+
+        def grounded(with_sources: list[Source]) -> list[Any]:
+            turn = SimpleNamespace(**{**vars(history[last]),
+                                      "content": answers.documents_prompt(question, with_sources)})
+            return [*history[:last], turn, *history[last + 1:]]
+
+        out = grounded(sources)
+        # The passages were fitted with estimated counts; the prompt is counted exactly, and the
+        # last passages go while it does not fit.
+        while sources and self.host.count_tokens(render(fitted(out))) + room > n_ctx:
+            sources = sources[:-1]
+            out = grounded(sources)
+        return Grounding(out, sources, notes, query, max(budget, 0))
+
+    def _embedder_for(self, collections: list[Any], notes: list[str]) -> Any:
+        """The embedding model that made the first of ``collections`` that has vectors (loaded once,
+        kept for later replies); None, with a note, when there is none or it cannot be loaded."""
+        from r1desk.engine.docs.embedder import HostEmbedder, model_file
+
+        made = next((c for c in collections if c.embedding_model), None)
+        if made is None:
+            return None
+        with self._embedder_lock:
+            held = self._embedder
+            if held is not None and held.model_id == made.embedding_model:
+                return held
+            try:
+                path = model_file(self.history.db, None, made)
+                if path is None:
+                    return None  # retrieval says: no embedding model, full-text search only
+                if held is not None and Path(held.host.info.path).resolve() == Path(path).resolve():
+                    return held
+                loaded = HostEmbedder.load(path)
+            except R1deskError as exc:
+                notes.append(f"the embedding model of {made.name} could not be loaded ({exc}): full-text search only")
+                return None
+            if held is not None:
+                held.close()
+            self._embedder = loaded
+            return loaded
+
     # Conversation -------------------------------------------------------------------------
     # Each of these returns the reply at once; nothing happens until it is read, and its
     # cancel() from this moment on stops that reply, even before anyone starts reading it.
     def send(self, conversation_id: int | None, text: str, params: SamplingParams | None = None, *,
-             system: str | None = None) -> Reply:
+             system: str | None = None, collections: Sequence[str] | None = None) -> Reply:
         """Add the user's message and stream the reply; ``system`` is the system prompt a new
-        conversation starts with (ignored for an existing one, which keeps its own)."""
-        return Reply(lambda token: self._send(conversation_id, text, params or SamplingParams(), token, system))
+        conversation starts with (ignored for an existing one, which keeps its own);
+        ``collections``, when given, become the conversation's collections first (see
+        ``set_collections``)."""
+        return Reply(lambda token: self._send(conversation_id, text, params or SamplingParams(), token, system,
+                                              collections))
 
     def regenerate(self, conversation_id: int, params: SamplingParams | None = None) -> Reply:
         """Replace the last reply with a new one."""
@@ -384,12 +590,17 @@ class ChatService:
         """Change an earlier user message, forget everything after it, and answer again."""
         return Reply(lambda token: self._edit_and_resend(message_id, text, params or SamplingParams(), token))
 
-    def _send(self, conversation_id, text, params, token, system=None) -> Iterator[Any]:
+    def _send(self, conversation_id, text, params, token, system=None, collections=None) -> Iterator[Any]:
         model = self._require_model()
+        if collections is not None:
+            for name in collections:  # refused before anything is written
+                doc_store.get_collection(self.history.db, name)
         if conversation_id is None:
             conversation_id = self.history.create_conversation(model=model.name)
             if system and system.strip():
                 self.history.set_system_prompt(conversation_id, system)
+        if collections is not None:
+            self.set_collections(conversation_id, collections)
         user_id = self.history.add_message(conversation_id, "user", text)
         yield from self._reply(conversation_id, user_id, params, token)
 
@@ -422,7 +633,8 @@ class ChatService:
                token: CancelToken, *, alternative_of: int | None = None) -> Iterator[Any]:
         model = self._require_model()
         resolved = params.resolved(model)
-        messages = build_messages(self.history.messages(conversation_id), r1=model.is_r1)
+        earlier = self.history.messages(conversation_id)
+        messages = build_messages(earlier, r1=model.is_r1)
         try:
             adapters, used = self._resolve_adapters(conversation_id, model)
         except R1deskError as exc:
@@ -437,6 +649,18 @@ class ChatService:
             self.history.finish_reply(message_id, "", "", "error", error=str(refused))
             yield ChatError(str(refused), type(refused).__name__, dict(refused.facts))
             return
+        collections = self.collections(conversation_id)
+        if collections:
+            try:
+                grounding = self.with_sources(earlier, collections, resolved)
+                # Saved before the answer streams: a reply cut off by a crash still has its sources.
+                doc_store.save_sources(self.history.db, message_id, grounding.sources)
+            except R1deskError as exc:
+                self.history.finish_reply(message_id, "", "", "error", error=str(exc))
+                yield ChatError(str(exc), type(exc).__name__, dict(exc.facts))
+                return
+            messages = build_messages(grounding.history, r1=model.is_r1)
+            yield Sources(grounding.sources, grounding.notes)
         content: list[str] = []
         reasoning: list[str] = []
         last_save = time.monotonic()
