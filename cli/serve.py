@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 
 import click
 
 from r1desk.cli import cli
-
-LOOPBACK_NAMES = ("localhost",)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def last_used_model() -> str:
@@ -54,6 +42,14 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embeddin
     reasoning_content; response_format json_object or json_schema; tools and tool_choice for
     models whose template takes tools; extra fields reasoning_budget in tokens,
     reasoning_seconds, and adapters: imported LoRA adapters as [{"name", "scale"}]), /v1/embeddings with --embedding-model, and /metrics (Prometheus).
+
+    Answers from documents: the extra field "collections": ["NAME", ...] of
+    /v1/chat/completions searches those collections (see 'r1desk index') for the last user
+    message and gives the model the passages that fit its context, as quoted material; the
+    reply carries them in a top-level "sources" field (file, place, excerpt, score, "cited"
+    when the answer cites it) with "source_notes", and when streaming in a chunk with no
+    choices after the last one. With the openai client: extra_body={"collections": ["notes"]}.
+
     Nothing is saved to the history.
     """
     import uvicorn
@@ -61,6 +57,7 @@ def serve(model, host, port, api_key, allowed_hosts, cors_origins, ctx, embeddin
     from r1desk.engine.chat.service import ChatService
     from r1desk.engine.inference.host import LoadOptions
     from r1desk.server.api import create_app
+    from r1desk.server.background import is_loopback
 
     if not is_loopback(host) and not api_key:
         raise click.UsageError(f"listening on {host} lets other machines in: give --api-key (or R1DESK_API_KEY)")
@@ -114,6 +111,7 @@ def rpc_server(host, port, threads, trust_network):
     import signal
 
     from r1desk.engine.inference import rpc
+    from r1desk.server.background import is_loopback
 
     if not is_loopback(host) and not trust_network:
         raise click.UsageError(f"listening on {host} lets any machine on the network use this one (llama.cpp's RPC "

@@ -4,7 +4,10 @@
 Built on Starlette (served by uvicorn). R1's reasoning comes back in ``reasoning_content``, as
 DeepSeek's own API returns it, never inside ``content``. ``response_format`` (JSON, or JSON
 following a schema) and a forced tool call are enforced by llama.cpp grammars; tool calls are
-parsed from the answer into ``tool_calls``. Requests go to the model host's queue
+parsed from the answer into ``tool_calls``. An extra field ``collections`` answers from
+collections of the user's documents: the passages found go into the last user message as
+quoted data, and come back in a top-level ``sources`` field (streaming: in a chunk of their own
+after the last choice). Requests go to the model host's queue
 like the window's: first come, first served; a client that goes away cancels its own request
 only. Nothing is written to the history. Every refusal is JSON in OpenAI's error shape.
 
@@ -28,12 +31,13 @@ import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from r1desk.engine.chat.service import ChatService, SamplingParams, build_messages
-from r1desk.engine.errors import ContextOverflow, HostCrashed, ModelLoadFailed, R1deskError
+from r1desk.engine.docs.answers import sources_json
+from r1desk.engine.errors import ContextOverflow, HostCrashed, ModelLoadFailed, NotFound, R1deskError
 from r1desk.engine.inference.host import ModelHost
 from r1desk.engine.inference.reasoning import partial_suffix
 from r1desk.engine.inference.structured import (
@@ -54,6 +58,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 ROLES = ("system", "user", "assistant", "tool")
 MAX_EMBEDDING_INPUTS = 2048
 MAX_REPLY_TOKENS = 131_072
+MAX_COLLECTIONS = 16
 
 
 class ApiError(Exception):
@@ -380,11 +385,18 @@ def parse_chat(body: Any, model) -> dict[str, Any]:
                        param="messages", code="tools_not_supported")
     grammar, forced = _grammar(body, model, tools)
     adapters = parse_adapters(body.get("adapters"))
-    messages = template_messages(history, r1=model.is_r1, tooling=tooling or bool(tools),
-                                 as_objects=model.tool_args_as_objects)
-    return dict(common, messages=messages, params=_sampling(body, model.n_ctx, common["max_tokens"], grammar),
+    collections = body.get("collections")
+    if collections is not None and (not isinstance(collections, list) or len(collections) > MAX_COLLECTIONS
+                                    or not all(isinstance(c, str) and c.strip() for c in collections)):
+        raise ApiError(400, f"collections must be a list of up to {MAX_COLLECTIONS} collection names",
+                       param="collections")
+
+    def render(h: list[SimpleNamespace]) -> list[dict]:
+        return template_messages(h, r1=model.is_r1, tooling=tooling or bool(tools), as_objects=model.tool_args_as_objects)
+
+    return dict(common, messages=render(history), params=_sampling(body, model.n_ctx, common["max_tokens"], grammar),
                 tools=tools, style=ToolStyle.named(model.tool_style) if tools else None, forced=forced,
-                adapters=adapters)
+                adapters=adapters, history=history, render=render, collections=list(collections or []))
 
 
 def parse_adapters(value: Any) -> list[tuple[str, float]]:
@@ -634,6 +646,8 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             return json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
+        except ClientDisconnect:  # gone while still sending: nobody to answer, nothing to log
+            raise ApiError(499, "the client closed the connection") from None
 
     async def chat_completions(request: Request) -> Response:
         return await _complete(request, "/v1/chat/completions", parse_chat)
@@ -652,6 +666,8 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
                 resolved["max_tokens"] = req["max_tokens"]
             # Checked against the loaded model before anything is queued (AdapterError, NotFound).
             adapters = chat.resolve_adapters(req["adapters"], model)[0] if req.get("adapters") else None
+            if req.get("collections"):
+                await _ground(req, resolved)
         except ApiError as exc:
             count(endpoint, exc.status)
             return exc.response()
@@ -687,7 +703,20 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
         metrics.finished(reply.stats, reply.ttft)
         count(endpoint, 200, started)
         _log(rid, model.name, reply.stats, started, stream=False)
-        return JSONResponse(shape.whole(reply))
+        return JSONResponse(shape.whole(reply) | _sources_fields(req, "".join(reply.content)))
+
+    async def _ground(req: dict[str, Any], resolved: dict[str, Any]) -> None:
+        """The request's last user message with the passages of its collections (see
+        ChatService.with_sources), searched off the event loop."""
+        try:
+            grounding = await anyio.to_thread.run_sync(
+                lambda: chat.with_sources(req["history"], req["collections"], resolved, render=req["render"]))
+        except NotFound as exc:
+            raise ApiError(400, str(exc), param="collections", code="collection_not_found") from None
+        except R1deskError as exc:
+            raise _engine_error(exc) from None
+        req["messages"] = req["render"](grounding.history)
+        req["grounding"] = grounding
 
     def _collect(events, req) -> _Reply:
         reply = _Reply(req)
@@ -736,6 +765,8 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             if reply.calls:
                 yield shape.chunk({"tool_calls": [c.to_openai(i) for i, c in enumerate(reply.calls)]})
             yield shape.chunk({}, reply.finish_reason)
+            if req.get("grounding") is not None:
+                yield shape.extra_chunk(_sources_fields(req, "".join(reply.content)))
             if req["include_usage"] and reply.stats:
                 yield shape.usage_chunk(reply.stats)
             yield "data: [DONE]\n\n"
@@ -835,6 +866,12 @@ class _Shape:
             body["choices"] = [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    def extra_chunk(self, fields: dict[str, Any]) -> str:
+        """A chunk with no choices carrying fields of r1desk's own (the sources)."""
+        body = self._head("chat.completion.chunk")
+        body.update(choices=[], **fields)
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
     def usage_chunk(self, stats: dict[str, Any]) -> str:
         body = self._head("chat.completion.chunk" if self.is_chat else "text_completion")
         body.update(choices=[], usage=_usage(stats))
@@ -856,6 +893,15 @@ class _Shape:
                       "logprobs": None}
             obj = "text_completion"
         return dict(self._head(obj), choices=[choice], usage=_usage(reply.stats))
+
+
+def _sources_fields(req: dict[str, Any], answer: str) -> dict[str, Any]:
+    """``sources`` (each marked ``cited`` when the answer cites it) and ``source_notes``, for a
+    request that asked for collections; nothing otherwise."""
+    grounding = req.get("grounding")
+    if grounding is None:
+        return {}
+    return {"sources": sources_json(grounding.sources, answer), "source_notes": list(grounding.notes)}
 
 
 def _log(rid: str, model: str, stats: dict[str, Any], started: float, *, stream: bool) -> None:

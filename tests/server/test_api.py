@@ -212,3 +212,20 @@ def test_serving_beyond_this_machine_needs_a_key(tmp_path) -> None:
 def test_serve_without_a_model_says_what_to_do_in_an_empty_library() -> None:
     proc = subprocess.run([sys.executable, "-m", "r1desk.cli", "serve"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "name the model to serve" in proc.stderr
+
+
+def test_a_client_gone_while_sending_its_body_is_counted_not_logged_as_a_failure(tiny: Served, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="r1desk.server"):
+        with socket.create_connection(("127.0.0.1", tiny.port), timeout=10) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 5000\r\n\r\n{\"messages\": [")
+        deadline = time.monotonic() + 10
+        metrics = ""
+        while time.monotonic() < deadline and 'status="499"' not in metrics:
+            time.sleep(0.1)
+            metrics = httpx.get(tiny.url + "/metrics").text
+    assert 'r1desk_requests_total{endpoint="/v1/chat/completions",status="499"}' in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert httpx.get(tiny.url + "/v1/models").status_code == 200
