@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -125,12 +126,16 @@ class DocumentWatch(QObject):
         self.embedder: Any = None
         self.worker: GeneratorWorker | None = None
         self._again = False
+        self._closed = False
+        self._lock = threading.Lock()  # the watcher and its model are swapped on a worker thread
 
     @property
     def watching(self) -> dict[str, list[str]]:
         return self.watcher.watching if self.watcher is not None else {}
 
     def restart(self) -> GeneratorWorker | None:
+        if self._closed:
+            return None
         if self.worker is not None:
             self._again = True
             return None
@@ -164,22 +169,29 @@ class DocumentWatch(QObject):
             path = model_file(db, None, embedded) if embedded is not None else None
         finally:
             db.close()
-        if path is not None:
-            self.embedder = HostEmbedder.load(path)
-        self.watcher = Watcher(self.db_path, embedder=self.embedder, on_event=self.indexed.emit,
-                               on_error=self.failed.emit).start()
+        embedder = HostEmbedder.load(path) if path is not None else None
+        watcher = Watcher(self.db_path, embedder=embedder, on_event=self.indexed.emit, on_error=self.failed.emit)
+        with self._lock:
+            if not self._closed:
+                self.watcher, self.embedder = watcher.start(), embedder
+                return
+        if embedder is not None:  # the app closed meanwhile
+            embedder.close()
 
     def _stop(self) -> None:
-        watcher, self.watcher = self.watcher, None
+        with self._lock:
+            watcher, self.watcher = self.watcher, None
+            embedder, self.embedder = self.embedder, None
         if watcher is not None:
             watcher.stop()
-        embedder, self.embedder = self.embedder, None
         if embedder is not None:
             embedder.close()
 
     def shut_down(self) -> None:
         """At exit: the watcher stops (a run under way is cancelled; what it stored stays)."""
-        self._again = False
+        with self._lock:
+            self._closed = True
+            self._again = False
         self._stop()
 
 
@@ -205,6 +217,7 @@ class DocumentsDialog(QDialog):
         self.confirm: QMessageBox | None = None
         self.setObjectName("DocumentsDialog")
         self.setMinimumSize(760, 560)
+        self.resize(940, 620)
         layout = QVBoxLayout(self)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         # Left: the collections.
@@ -274,7 +287,7 @@ class DocumentsDialog(QDialog):
         self.problems.setUniformRowHeights(False)
         self.problems.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.problems.header().setStretchLastSection(True)
-        self.problems.setColumnWidth(0, 200)
+        self.problems.setColumnWidth(0, 180)
         self.tabs.addTab(self.problems, "")
         body.addWidget(self.tabs, 1)
         # Indexing.
@@ -657,7 +670,6 @@ class DocumentsDialog(QDialog):
         self.refresh(select=self.indexing)
         self.indexing = None
         self._update_buttons()
-        self.window_.documents.watch_changed()
         self.changed.emit()
 
     def watcher_event(self, collection: str, event: Any) -> None:

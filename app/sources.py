@@ -271,8 +271,14 @@ def read_text(path: str) -> str:
     return text
 
 
+_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
+
+
 def _squeeze(text: str) -> str:
-    return " ".join(text.split())
+    """White space as one space, and none between Chinese characters: a PDF's line breaks fall
+    in other places in its own text than in the index's (Qt PDF's search matches either)."""
+    return _CJK_GAP.sub("", " ".join(text.split()))
 
 
 def _same_text(a: str, b: str) -> bool:

@@ -16,6 +16,7 @@ from r1desk.app import i18n, theme
 from r1desk.app.about import AboutButton
 from r1desk.app.chatview import ChatView, MessageWidget
 from r1desk.app.composer import Composer
+from r1desk.app.documents import Documents
 from r1desk.app.errors import describe, user_message
 from r1desk.app.qt import (
     QEvent,
@@ -62,6 +63,7 @@ class Reply:
     content: list[str] = field(default_factory=list)
     finished: bool = False
     context_used: int = 0  # prompt tokens, then one more per piece that arrives
+    sources: list = field(default_factory=list)  # passages of the user's documents it was given
     prompt_started: float | None = None  # time.monotonic() when the model began reading the prompt
 
 
@@ -170,6 +172,7 @@ class MainWindow(QMainWindow):
         self.composer.stop_requested.connect(self.stop)
         self.composer.choose_model_requested.connect(self.show_model_picker)
         column.addWidget(self.composer)
+        self.documents = Documents(self)
         # The message's size against the context, counted by the model's tokenizer as it grows.
         self._measure_timer = QTimer(self)
         self._measure_timer.setSingleShot(True)
@@ -235,6 +238,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Once the window shows: empty the old bin, then load the last model or welcome a new user."""
         self.history.purge_deleted(older_than=30 * 86400)
+        self.documents.start()
         self.server_panel.start_if_enabled()
         last = self.settings.get("app.last_model")
         if last and Path(last).is_file():
@@ -261,6 +265,7 @@ class MainWindow(QMainWindow):
         self.current_id = None
         self.chat_view.clear()
         self.sidebar.select(None)
+        self.documents.conversation_changed(None)
         self.status.set_context_used(0)
         self._measure_timer.start()
         self.composer.focus()
@@ -278,10 +283,16 @@ class MainWindow(QMainWindow):
         except Exception:  # a conversation deleted meanwhile shows empty
             log.debug("conversation %s vanished", conversation_id)
         self.chat_view.load(messages, model=conv_model)
+        for shown in self.chat_view.messages:
+            if shown.role == "assistant" and shown.message_id is not None:
+                self.documents.show_sources(shown, self.documents.sources_of(shown.message_id))
+        self.documents.conversation_changed(conversation_id)
         if streaming_here:
             # Re-attach the running reply to a fresh widget holding what has arrived so far.
             widget = self.chat_view.add_assistant(self._model_name())
             widget.message_id = reply.message_id
+            if reply.sources:
+                self.documents.show_sources(widget, reply.sources)
             if reply.reasoning:
                 widget.append_reasoning("".join(reply.reasoning))
             if reply.content:
@@ -367,6 +378,8 @@ class MainWindow(QMainWindow):
         self.chat_view.add_user(text)
         widget = self.chat_view.add_assistant(self._model_name())
         system = self._new_system_prompt()
+        if self.current_id is None:  # made now when documents were chosen for it
+            self.current_id = self.documents.conversation_for(system)
         reply = self.chat.send(self.current_id, text, self.settings.sampling(), system=system)
         worker = GeneratorWorker(iter, reply, cancel=reply.cancel)
         self._start_reply(worker, widget)
@@ -417,6 +430,7 @@ class MainWindow(QMainWindow):
             PromptRead,
             Queued,
             ReasoningDelta,
+            Sources,
             Started,
             Stats,
         )
@@ -454,6 +468,10 @@ class MainWindow(QMainWindow):
             if new_conversation and self.current_id is None:
                 self.current_id = event.conversation_id
             self.sidebar.refresh(select=self.current_id)
+        elif isinstance(event, Sources):
+            reply.sources = list(event.items)
+            if widget is not None:
+                self.documents.show_sources(widget, reply.sources)
         elif isinstance(event, Loading):
             self.status.set_loading(event.model, event.reason, event.detail)
         elif isinstance(event, Queued):
@@ -796,6 +814,7 @@ class MainWindow(QMainWindow):
 
         self.stop()
         self.server_panel.shut_down()
+        self.documents.shut_down()
         for worker in workers.running():
             worker.quit()
         workers.wait_for_all(5000)

@@ -1,6 +1,6 @@
 """Screenshots of the real app under Xvfb, in English and Chinese, for docs/screenshots/ and the README.
 
-    .venv/bin/python tools/screenshots.py [--out docs/screenshots] [--languages en zh_CN]
+    .venv/bin/python tools/screenshots.py [--out docs/screenshots] [--languages en zh_CN] [--only 8-documents ...]
 
 Needs (Debian): xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 fonts-noto-cjk,
 and openbox when dialogs should have window frames (without a window manager they have none).
@@ -41,6 +41,11 @@ SAMPLE = {
                    "`reverse()` is the fastest when you no longer need the original order, "
                    "because it does not copy the list."),
         "live": "What is 6 × 7?",
+        "collection": "Work papers",
+        "fact": "aurora-pump",
+        "ask": "When did the Aurora reactor get a new coolant pump?",
+        "cited": ("The Aurora reactor's coolant pump was replaced on **14 March 2019** [{n}], during the cooling "
+                  "work described in section 2 of the maintenance report."),
     },
     "zh_CN": {
         "title": "在 Python 中反转列表",
@@ -53,6 +58,10 @@ SAMPLE = {
                    "```python\nitems = [1, 2, 3, 4]\nitems.reverse()\nprint(items)  # [4, 3, 2, 1]\n```\n\n"
                    "如果不再需要原来的顺序，`reverse()` 最快，因为它不复制列表。"),
         "live": "6 乘以 7 等于多少？",
+        "collection": "工作文件",
+        "fact": "battery-supplier",
+        "ask": "公司后来改由哪家企业提供电池？",
+        "cited": "公司于二〇二二年把电池供应商换成了**宁德新能源** [{n}]，见年度报告的“供应链”一节。",
     },
 }
 
@@ -91,15 +100,15 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
     return proc, f":{n}"
 
 
-def outer(out: Path, languages: list[str]) -> int:
+def outer(out: Path, languages: list[str], only: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for language in languages:
         xvfb, display = start_xvfb()
         manager = start_window_manager(display)
         try:
             env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
-            code = subprocess.run([sys.executable, __file__, "--inner", language, "--out", str(out)],
-                                  env=env, cwd=ROOT).returncode
+            code = subprocess.run([sys.executable, __file__, "--inner", language, "--out", str(out),
+                                   *(["--only", *only] if only else [])], env=env, cwd=ROOT).returncode
         finally:
             for proc in (manager, xvfb):
                 if proc is not None:
@@ -114,7 +123,7 @@ def outer(out: Path, languages: list[str]) -> int:
 # Inside: the real app, driven like a user would.
 
 
-def inner(language: str, out: Path) -> None:
+def inner(language: str, out: Path, only: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     home = Path(tempfile.mkdtemp(prefix="r1desk-shots-"))
     os.environ.update(R1DESK_HOME=str(home / "data"), HF_HUB_CACHE=str(home / "hf-cache"),
@@ -125,7 +134,7 @@ def inner(language: str, out: Path) -> None:
     from r1desk.app.hardware import probe
     from r1desk.app.main import application, build_window
     from r1desk.app.modelpicker import offers
-    from r1desk.app.qt import QApplication, QGuiApplication
+    from r1desk.app.qt import QApplication, QEvent, QGuiApplication
     from r1desk.app.settings import AppSettings
     from r1desk.engine.chat.history import History
     from r1desk.engine.hardware.probe import Hardware, detect
@@ -168,6 +177,8 @@ def inner(language: str, out: Path) -> None:
         dialog.move((SIZE[0] - dialog.width()) // 2, max(0, (SIZE[1] - dialog.height()) // 2))
 
     def shot(name: str) -> None:
+        if only and name not in only:
+            return  # the run still goes through it: later shots start from its state
         pump(0.6)
         path = out / f"{tag}-{name}.png"
         QGuiApplication.primaryScreen().grabWindow(0).save(str(path))
@@ -253,6 +264,54 @@ def inner(language: str, out: Path) -> None:
     shot("6-adapters")
     panel.close()
 
+    # 8. Documents: a folder of English and Chinese files with unreadable ones among them,
+    #    indexed; the files that could not be read, each with its reason.
+    from r1desk.engine.docs import store
+    from r1desk.engine.docs.retrieval import retrieve
+
+    from tests.support.corpus import build_corpus, build_hostile
+
+    folder = home / "Documents" / sample["collection"]
+    corpus = build_corpus(folder)
+    build_hostile(home / "hostile", big=False)
+    for name in ("locked.pdf", "damaged.pdf", "scan.pdf", "program.txt", "mojibake.txt", "bomb.docx"):
+        shutil.copy(home / "hostile" / name, folder / name)
+    documents = window.documents.show_panel()
+    documents.resize(980, 620)
+    documents.move((SIZE[0] - 980) // 2, 70)
+    documents.create(sample["collection"])
+    documents.add_paths([str(folder)])
+    wait(lambda: documents.worker is None, timeout=300)
+    documents.tabs.setCurrentIndex(1)
+    shot("8-documents")
+    documents.close()
+
+    # 9. An answer from the documents: its sources under it, the cited PDF open in the app at
+    #    the page, the passage marked.
+    fact = corpus.fact(sample["fact"])
+    sources = retrieve(history.db, [sample["collection"]], sample["ask"], None, k=4)
+    cited = next((s for s in sources if Path(s.path).name == fact.file and s.page == fact.page),
+                 next(s for s in sources if s.path.endswith(".pdf")))
+    conversation = history.create_conversation(sample["ask"][:40], model=window.chat.loaded.name)
+    window.chat.set_collections(conversation, [sample["collection"]])
+    history.add_message(conversation, "user", sample["ask"])
+    reply = history.start_reply(conversation, window.chat.loaded.name)
+    history.finish_reply(reply, sample["cited"].format(n=cited.n), "", "complete",
+                         {"completion_tokens": 41, "tokens_per_second": 17.9, "ttft_ms": 420.0, "total_seconds": 2.7})
+    store.save_sources(history.db, reply, sources)
+    window.sidebar.refresh()
+    window.open_conversation(conversation)
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)  # the earlier conversation's messages
+    source = next(s for s in window.chat.sources(reply) if s.n == cited.n)
+    viewer = window.documents.open_source(source)
+    viewer.resize(620, 740)
+    viewer.move(SIZE[0] - 640, 30)
+    pump(0.3)
+    window.documents.open_source(source)  # again, at the viewer's size: the page lands where it should
+    wait(lambda: viewer.marked, timeout=20)
+    shot("9-sources")
+    viewer.close()
+
     # 7. Serve API: the loaded model to other programs, with a key; the top bar shows the address,
     #    the masked key and a request under way; Settings › API server below it.
     import socket
@@ -294,12 +353,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--languages", nargs="+", default=["en", "zh_CN"])
+    parser.add_argument("--only", nargs="+", metavar="SHOT",
+                        help="save only these shots (8-documents 9-sources...); the others are not rewritten")
     parser.add_argument("--inner", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
-        inner(args.inner, args.out)
+        inner(args.inner, args.out, args.only)
         return 0
-    return outer(args.out, args.languages)
+    return outer(args.out, args.languages, args.only)
 
 
 if __name__ == "__main__":
