@@ -61,7 +61,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Each module adds its commands to ``cli`` when imported.
-    from r1desk.cli import adapters, chat, convert, docs, hardware, history, models, remote, serve  # noqa: F401
+    from r1desk.cli import adapters, ask, chat, convert, docs, hardware, history, models, remote, serve  # noqa: F401
 
 
 _register()

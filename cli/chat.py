@@ -21,6 +21,7 @@ from r1desk.engine.events import (
     PromptRead,
     Queued,
     ReasoningDelta,
+    Sources,
     Started,
     Stats,
 )
@@ -74,9 +75,12 @@ def _gpu_layers(value: str) -> int | str:
 @click.option("--adapter", "adapter_specs", multiple=True, metavar="NAME[:SCALE]",
               help="Apply an imported LoRA adapter (see 'r1desk adapters'), at SCALE from 0 to 2 (default 1); "
               "repeat for several. The conversation keeps them; --adapter none takes them off.")
+@click.option("--collection", "collection_names", multiple=True, metavar="NAME",
+              help="Answer from this collection of documents (see 'r1desk index'), citing its passages as [n]; "
+              "repeat for several. The conversation keeps them; --collection none takes them off.")
 def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash_attn, kv_type, no_mmap,
          max_tokens, temperature, top_p, seed, reasoning_budget, reasoning_seconds, json_schema, rpc_servers,
-         hide_reasoning, as_json, adapter_specs):
+         hide_reasoning, as_json, adapter_specs, collection_names):
     """Chat with MODEL (a .gguf file or a library name)."""
     grammar = None
     if json_schema is not None:
@@ -126,6 +130,10 @@ def chat(model, prompt, conversation_id, system, ctx, gpu_layers, threads, flash
             if conversation_id is None:
                 conversation_id = service.history.create_conversation(model=info.name)
             service.set_adapters(conversation_id, chosen)
+        if collection_names:
+            if conversation_id is None:
+                conversation_id = service.history.create_conversation(model=info.name)
+            service.set_collections(conversation_id, [] if list(collection_names) == ["none"] else collection_names)
         if prompt is not None:
             _reply(service, conversation_id, prompt, params, as_json, hide_reasoning, one_shot=True)
             return
@@ -233,6 +241,7 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
     reasoning: list[str] = []
     answer: list[str] = []
     stats: Stats | None = None
+    sources: Sources | None = None
     in_reasoning = False
     prompt_line = PromptProgressLine()
     events = service.send(conversation_id, text, params)
@@ -249,7 +258,9 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
             if isinstance(event, (ReasoningDelta, ContentDelta, Stats, ChatError)):
                 prompt_line.end()
             if isinstance(event, Started):
-                conversation_id = event.conversation_id
+                conversation_id, message_id = event.conversation_id, event.message_id
+            elif isinstance(event, Sources):
+                sources = event
             elif isinstance(event, PromptRead):
                 prompt_line.start()
             elif isinstance(event, PromptProgress):
@@ -293,14 +304,22 @@ def _reply(service: ChatService, conversation_id, text, params, as_json, hide_re
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if as_json:
+        from r1desk.cli.ask import source_dicts
+
         click.echo(json.dumps({
             "conversation_id": conversation_id,
             "reasoning": "".join(reasoning),
             "answer": "".join(answer),
             "stats": stats.to_dict() if stats else None,
+            **({"message_id": message_id, "sources": source_dicts(sources.items, "".join(answer)),
+                "notes": sources.notes} if sources is not None else {}),
         }, ensure_ascii=False))
     else:
         click.echo("")
+        if sources is not None:
+            from r1desk.cli.ask import print_sources
+
+            print_sources(sources.items, sources.notes, "".join(answer))
         if stats is not None:
             line = f"[{stats.completion_tokens} tokens, {stats.tokens_per_second or 0:.1f} tok/s, " \
                    f"first token {stats.ttft_ms or 0:.0f} ms"
