@@ -758,7 +758,11 @@ class DocumentsButton(QToolButton):
         if on:
             chosen.append(name)
         self.chosen = [n for n in self.names if n in chosen]
-        self._fill()
+        # The menu stays as it is (this may run inside one of its actions' signals): only the ticks change.
+        for n, action in self.actions_.items():
+            action.blockSignals(True)
+            action.setChecked(n in self.chosen)
+            action.blockSignals(False)
         self.retranslate()
         self.chosen_changed.emit(list(self.chosen))
 

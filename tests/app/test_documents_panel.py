@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from r1desk.app import i18n
-from r1desk.app.qt import QMessageBox, Qt, QUrl
+from r1desk.app.qt import QDesktopServices, QMessageBox, QObject, Qt, QUrl, Slot
 from r1desk.engine.docs import store
 from r1desk.engine.docs.retrieval import retrieve
 
@@ -309,6 +309,20 @@ def test_a_watched_folder_is_indexed_when_a_file_is_added(make_window, qtbot, tm
     qtbot.waitUntil(lambda: "a change in a watched folder was indexed (1 new" in dialog.status.text(), timeout=10_000)
     assert "2 files indexed" in dialog.heading.text()
 
+    # The next time the app starts, the folder is watched from the start.
+    window.documents.watch.shut_down()
+    other = make_window()
+    assert other.documents.watch.watching == {}
+    other.documents.start()
+    qtbot.waitUntil(lambda: other.documents.watch.watching == {"Watched": [str(folder)]}, timeout=30_000)
+    other.documents.shut_down()
+
+    # Taken out of the collection: its files leave the index; the files themselves stay.
+    dialog.roots.setCurrentRow(0)
+    assert dialog.remove_selected_root() == 2
+    assert store.documents(db, store.get_collection(db, "Watched")) == [] and dialog.roots.count() == 0
+    assert "they stay on the disk" in dialog.status.text() and (folder / "second.txt").exists()
+
 
 def test_with_an_embedding_model_the_collection_is_searched_by_meaning_too(make_window, qtbot, corpus,
                                                                            minilm_gguf) -> None:
@@ -326,3 +340,34 @@ def test_with_an_embedding_model_the_collection_is_searched_by_meaning_too(make_
     stats = store.stats(window.history.db, collection)
     assert stats.vectors == stats.chunks > 0 and stats.without_vectors == 0
     assert dialog.search_label.text() == "Searched by words and by meaning, with all-MiniLM-L6-v2-F16.gguf."
+
+
+class Opener(QObject):
+    """Stands in for the system's viewer: what the app asks it to open (QDesktopServices' own hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened: list[str] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.opened.append(url.toLocalFile())
+
+
+def test_a_word_source_opens_in_the_systems_viewer(make_window, qtbot, corpus) -> None:
+    window = make_window()
+    dialog = window.documents.show_panel()
+    index_folder(qtbot, dialog, "Corpus", corpus.folder)
+    dialog.hide()
+    fact = corpus.fact("falcon-budget")
+    sources = retrieve(window.history.db, ["Corpus"], "Falcon budget capped steering board", None, k=4)
+    word = next(s for s in sources if Path(s.path).name == fact.file)
+    opener = Opener()
+    QDesktopServices.setUrlHandler("file", opener, "open")
+    try:
+        window.documents.open_source(word)
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert opener.opened == [word.path]
+    assert window.documents.viewer is None or not window.documents.viewer.isVisible()
+    assert not window.notice.isVisible()
