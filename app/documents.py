@@ -252,8 +252,16 @@ class DocumentsDialog(QDialog):
         self.search_label.setObjectName("Muted")
         self.model_button = QPushButton(right)
         self.model_button.clicked.connect(self._ask_embedding_model)
+        self.download_button = QPushButton(right)
+        self.download_button.setIcon(theme.icon("download"))
+        self.download_button.clicked.connect(lambda: self.download_embedding_model())
+        self.download: Any = None  # the embedding model's DownloadJob while it runs
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.download_button)
+        buttons.addWidget(self.model_button)
+        buttons.addStretch(1)
         search.addWidget(self.search_label, 1)
-        search.addWidget(self.model_button, 0, Qt.AlignmentFlag.AlignTop)
+        search.addLayout(buttons)
         body.addLayout(search)
         self.tabs = QTabWidget(right)
         roots_page = QWidget(self.tabs)
@@ -387,9 +395,9 @@ class DocumentsDialog(QDialog):
                 text = self.tr("Full-text search only so far. The next indexing adds vectors with {model}, so that "
                                "questions find passages in other words too.").format(model=Path(default).name)
             else:
-                text = self.tr("Full-text search only: questions find passages that share their words. Download an "
-                               "embedding model (the model picker offers one for Chinese and English) or choose a GGUF "
-                               "embedding model file, then index again to search by meaning as well.")
+                text = self.tr("Full-text search only: questions find passages that share their words. Download "
+                               "the embedding model r1desk offers for Chinese and English, or choose a GGUF embedding "
+                               "model file, to search by meaning as well.")
         self.search_label.setText(text)
         for root in collection.roots:
             item = QListWidgetItem(root.path, self.roots)
@@ -443,6 +451,9 @@ class DocumentsDialog(QDialog):
         self.cancel_button.setVisible(busy)
         self.model_button.setVisible(has)
         self.model_button.setEnabled(not busy)
+        offer = self.embedding_offer()
+        self.download_button.setVisible(has and offer is not None and not self._default_embedding_model())
+        self.download_button.setEnabled(self.download is None)
 
     # Collections -------------------------------------------------------------------------
     def _ask_new(self) -> None:
@@ -553,6 +564,62 @@ class DocumentsDialog(QDialog):
                                               self.tr("GGUF models (*.gguf)"))
         if path:
             self.set_embedding_model(path)
+
+    def embedding_offer(self) -> tuple[Any, str, int] | None:
+        """(catalog entry, file, bytes) of the embedding model r1desk offers for Chinese and English."""
+        from r1desk.engine.models import catalog
+
+        try:
+            entry = next(iter(catalog.load().embedding_models), None)
+        except Exception:  # noqa: BLE001 - a damaged catalog: the offer is left out, not the panel
+            log.exception("the catalog could not be read")
+            return None
+        chosen = entry.quant(entry.default_quant) if entry is not None and entry.default_quant else None
+        if chosen is None or not chosen.files:
+            return None
+        return entry, chosen.files[0].name, sum(int(f.size or 0) for f in chosen.files)
+
+    def download_embedding_model(self) -> Any:
+        """Download the offered embedding model (as the model picker downloads), then index with it."""
+        from r1desk.app.modelpicker import downloads
+
+        offer = self.embedding_offer()
+        if offer is None or self.download is not None:
+            return None
+        entry, filename, _size = offer
+        job = self.download = downloads().start(entry.repo, filename, entry.name)
+        job.progress.connect(self._download_progress)
+        job.done.connect(self._downloaded)
+        job.failed.connect(self._download_failed)
+        job.cancelled.connect(self._download_cancelled)
+        self._say(lambda: self.tr("Downloading {model}…").format(model=entry.name))
+        self._update_buttons()
+        return job
+
+    def _download_progress(self, event: Any) -> None:
+        if self.download is None:
+            return
+        name = self.download.label
+        if event.total:
+            self._say(lambda: self.tr("Downloading {model}… {done} of {total}").format(
+                model=name, done=human_bytes(event.done), total=human_bytes(event.total)))
+
+    def _downloaded(self, model: Any) -> None:
+        self.download = None
+        self.set_embedding_model(model.path)
+        if self.current is not None and self.roots.count() and self.worker is None:
+            self.index_now()  # the vectors of what is indexed already, without reading the files again
+
+    def _download_failed(self, error: str) -> None:
+        self.download = None
+        self._say(lambda: self.tr("The embedding model could not be downloaded: {error}").format(error=error),
+                  error=True)
+        self._update_buttons()
+
+    def _download_cancelled(self) -> None:
+        self.download = None
+        self._say(None)
+        self._update_buttons()
 
     def set_embedding_model(self, path: str) -> None:
         """The embedding model collections are indexed with from the next indexing on."""
@@ -702,6 +769,12 @@ class DocumentsDialog(QDialog):
         self.new_button.setText(self.tr("New…"))
         self.delete_button.setText(self.tr("Delete…"))
         self.model_button.setText(self.tr("Choose an embedding model…"))
+        offer = self.embedding_offer()
+        if offer is not None:
+            self.download_button.setText(self.tr("Download {model} ({size})").format(
+                model=offer[0].name, size=human_bytes(offer[2])))
+            self.download_button.setToolTip(self.tr("An embedding model for Chinese and English: questions find "
+                                                    "passages that say the same in other words"))
         self.tabs.setTabText(0, self.tr("Folders and files"))
         self.add_folder_button.setText(self.tr("Add a folder…"))
         self.add_files_button.setText(self.tr("Add files…"))

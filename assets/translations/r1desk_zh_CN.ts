@@ -23,8 +23,8 @@
         <translation>处理器内核为 {features} 编译</translation>
     </message>
     <message>
-        <source>llama-cpp-python {version}; {kernels}; backends: {backends}</source>
-        <translation>llama-cpp-python {version}；{kernels}；后端：{backends}</translation>
+        <source>Backends: {backends}</source>
+        <translation>后端：{backends}</translation>
     </message>
     <message>
         <source>About r1desk</source>
@@ -318,8 +318,8 @@ Enter sends, Shift+Enter starts a new line.</source>
         <translation>目前只能全文检索。下次建立索引时会用 {model} 加入向量，这样换一种说法提问也能找到相关段落。</translation>
     </message>
     <message>
-        <source>Full-text search only: questions find passages that share their words. Download an embedding model (the model picker offers one for Chinese and English) or choose a GGUF embedding model file, then index again to search by meaning as well.</source>
-        <translation>只能全文检索：只有包含相同词语的段落才会被找到。下载一个嵌入模型（模型选择器中提供适合中英文的模型），或选择一个 GGUF 嵌入模型文件，然后再次建立索引，即可同时按语义检索。</translation>
+        <source>Full-text search only: questions find passages that share their words. Download the embedding model r1desk offers for Chinese and English, or choose a GGUF embedding model file, to search by meaning as well.</source>
+        <translation>只能全文检索：只有包含相同词语的段落才会被找到。下载 r1desk 提供的中英文嵌入模型，或选择一个 GGUF 嵌入模型文件，即可同时按语义检索。</translation>
     </message>
     <message>
         <source>Ticked: changes in it are indexed as they happen, while r1desk runs.</source>
@@ -388,6 +388,18 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>GGUF models (*.gguf)</source>
         <translation>GGUF 模型 (*.gguf)</translation>
+    </message>
+    <message>
+        <source>Downloading {model}…</source>
+        <translation>正在下载 {model}…</translation>
+    </message>
+    <message>
+        <source>Downloading {model}… {done} of {total}</source>
+        <translation>正在下载 {model}… {done} / {total}</translation>
+    </message>
+    <message>
+        <source>The embedding model could not be downloaded: {error}</source>
+        <translation>嵌入模型下载失败：{error}</translation>
     </message>
     <message>
         <source>Collections are indexed with {model} from the next indexing on.</source>
@@ -464,6 +476,14 @@ Enter sends, Shift+Enter starts a new line.</source>
     <message>
         <source>Choose an embedding model…</source>
         <translation>选择嵌入模型…</translation>
+    </message>
+    <message>
+        <source>Download {model} ({size})</source>
+        <translation>下载 {model}（{size}）</translation>
+    </message>
+    <message>
+        <source>An embedding model for Chinese and English: questions find passages that say the same in other words</source>
+        <translation>适合中英文的嵌入模型：换一种说法提问，也能找到意思相同的段落</translation>
     </message>
     <message>
         <source>Folders and files</source>

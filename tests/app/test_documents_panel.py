@@ -21,6 +21,7 @@ from r1desk.engine.docs.retrieval import retrieve
 
 from tests.app.conftest import load, send
 from tests.support.corpus import Corpus, build_corpus, build_hostile
+from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -371,3 +372,28 @@ def test_a_word_source_opens_in_the_systems_viewer(make_window, qtbot, corpus) -
     assert opener.opened == [word.path]
     assert window.documents.viewer is None or not window.documents.viewer.isVisible()
     assert not window.notice.isVisible()
+
+
+def test_the_offered_embedding_model_is_downloaded_and_the_collection_embedded(  # noqa: F811
+        make_window, qtbot, corpus, fake_hub, minilm_gguf) -> None:
+    from r1desk.engine.models import catalog
+
+    offer = catalog.load().embedding_models[0]
+    filename = offer.quant(offer.default_quant).files[0].name
+    fake_hub.add_repo(offer.repo, {filename: minilm_gguf})  # the loopback hub serves MiniLM under its name
+    window = make_window(**{"hub.endpoint": fake_hub.endpoint})
+    dialog = window.documents.show_panel()
+    index_folder(qtbot, dialog, "Offered", corpus.folder)
+    assert dialog.download_button.isVisible() and offer.name in dialog.download_button.text()
+    assert dialog.search_label.text().startswith("Full-text search only")
+
+    job = dialog.download_embedding_model()
+    assert job is not None and not dialog.download_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.download is None and dialog.worker is None, timeout=300_000)
+    assert job.state == "done" and Path(job.model.path).name == filename
+    assert not dialog.download_button.isVisible()
+    # The vectors were added to what was indexed, without reading the files again.
+    assert dialog.summary.added == 0 and dialog.summary.embedded > 0
+    stats = store.stats(window.history.db, store.get_collection(window.history.db, "Offered"))
+    assert stats.vectors == stats.chunks and dialog.search_label.text().startswith(
+        f"Searched by words and by meaning, with {filename}")
