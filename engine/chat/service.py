@@ -27,7 +27,15 @@ from r1desk.engine.chat.history import History
 from r1desk.engine.docs import answers
 from r1desk.engine.docs import store as doc_store
 from r1desk.engine.docs.retrieval import Source, VectorCache, retrieve
-from r1desk.engine.errors import AdapterError, CorruptModel, ModelLoadFailed, ModelNotFound, NotFound, R1deskError
+from r1desk.engine.errors import (
+    AdapterError,
+    CorruptModel,
+    HostCrashed,
+    ModelLoadFailed,
+    ModelNotFound,
+    NotFound,
+    R1deskError,
+)
 from r1desk.engine.events import (
     CancelToken,
     ChatError,
@@ -525,8 +533,17 @@ class ChatService:
         sources: list[Source] = []
         if budget >= MIN_SOURCE_TOKENS:
             embedder = self._embedder_for(chosen, notes)
-            sources = retrieve(db, chosen, query, budget, embedder, count_tokens=count, cache=self._vectors,
-                               notes=notes)
+            try:
+                sources = retrieve(db, chosen, query, budget, embedder, count_tokens=count, cache=self._vectors,
+                                   notes=notes)
+            except (HostCrashed, ModelLoadFailed) as exc:
+                if embedder is None:
+                    raise
+                # The embedding model's process failed: answer from full-text search, and load
+                # it again for the next reply.
+                self._drop_embedder(embedder)
+                notes.append(f"the embedding model stopped ({exc}): full-text search only for this reply")
+                sources = retrieve(db, chosen, query, budget, None, count_tokens=count, notes=[])
         else:
             notes.append("the message leaves no room in the context for passages of the documents")
 
@@ -569,6 +586,12 @@ class ChatService:
                 held.close()
             self._embedder = loaded
             return loaded
+
+    def _drop_embedder(self, embedder: Any) -> None:
+        with self._embedder_lock:
+            if self._embedder is embedder:
+                self._embedder = None
+        embedder.close()
 
     # Conversation -------------------------------------------------------------------------
     # Each of these returns the reply at once; nothing happens until it is read, and its

@@ -1,7 +1,9 @@
-"""Answers from local files through the chat service: real SQLite, the real corpus indexed with MiniLM, SmolLM2 answering."""
+"""Answers from local files through the chat service: real SQLite, the corpus indexed with MiniLM, SmolLM2 answering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,7 +142,8 @@ def test_a_hostile_document_reaches_the_model_as_quoted_text(world, tmp_path) ->
     host = service.host
 
     def as_template(text: str) -> int:
-        return host.count_tokens([{"role": "user", "content": text}]) - host.count_tokens([{"role": "user", "content": ""}])
+        empty = host.count_tokens([{"role": "user", "content": ""}])
+        return host.count_tokens([{"role": "user", "content": text}]) - empty
 
     def as_text(text: str) -> int:
         return host.count_tokens_of([text])[0] - host.count_tokens_of([""])[0]
@@ -220,6 +223,16 @@ def test_the_embedding_model_is_loaded_once_and_closed_with_the_service(world, s
         assert pid is not None and embedder.model_id == store.get_collection(world.db, "corpus").embedding_model
         service.with_sources([user("Who is in charge of the overnight crew?")], ["corpus"])
         assert service._embedder is embedder and embedder.host.pid == pid  # not loaded again
+
+        # Its process killed: that reply is answered from full-text search, the next loads it again.
+        os.kill(pid, signal.SIGKILL)
+        crashed = service.with_sources([user("How much does the strudel cost at the Zurich coffee house?")],
+                                       ["corpus"])
+        assert any("embedding model stopped" in note for note in crashed.notes)
+        assert any(world.corpus.fact("strudel-price").found_in(s.text) for s in crashed.sources)
+        again = service.with_sources([user("Who is in charge of the overnight crew?")], ["corpus"])
+        assert again.notes == [] and service._embedder is not embedder
+        embedder = service._embedder
     finally:
         service.close()
     deadline = time.monotonic() + 10
