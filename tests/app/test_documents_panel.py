@@ -374,8 +374,8 @@ def test_a_word_source_opens_in_the_systems_viewer(make_window, qtbot, corpus) -
     assert not window.notice.isVisible()
 
 
-def test_the_offered_embedding_model_is_downloaded_and_the_collection_embedded(  # noqa: F811
-        make_window, qtbot, corpus, fake_hub, minilm_gguf) -> None:
+def test_the_offered_embedding_model_is_downloaded_and_the_collection_embedded(
+        make_window, qtbot, corpus, fake_hub, minilm_gguf) -> None:  # noqa: F811
     from r1desk.engine.models import catalog
 
     offer = catalog.load().embedding_models[0]
