@@ -1,4 +1,4 @@
-"""Answers from the user's documents: the passages put into the prompt as quoted data, and the [n] markers of the answer matched to them.
+"""Answers from the user's documents: passages quoted into the prompt as data, and the answer's [n] markers.
 
 ``documents_prompt`` is the latest user turn as the chat model reads it when the conversation
 answers from collections. The passages are wrapped in ``<source>`` tags inside a ``<sources>``

@@ -1,4 +1,4 @@
-"""The prompt that quotes the user's documents as data, the [n] markers of an answer, and what a follow-up searches for."""
+"""The prompt quoting the user's documents as data, the [n] markers of an answer, what a follow-up searches for."""
 
 from __future__ import annotations
 
