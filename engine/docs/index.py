@@ -268,12 +268,14 @@ def index_collection(db: Database, name: str, paths: Iterable[str | os.PathLike]
     """
     token = token or CancelToken()
     started = time.monotonic()
-    collection = store.create_collection(db, name)
-    for p in paths:
-        _add_path(db, collection, p, watch)
-    if not collection.roots:
-        raise CollectionError(f"{collection.name} has no folders or files yet: name some to index",
-                              facts={"code": "no-such-path", "collection": collection.name})
+    adding = [_checked_path(p) for p in paths]  # all of them exist, or nothing is made
+    existing = store.find_collection(db, name)
+    if not adding and (existing is None or not existing.roots):
+        raise CollectionError(f"{name.strip()} has no folders or files yet: name some to index",
+                              facts={"code": "no-such-path", "collection": name})
+    collection = existing or store.create_collection(db, name)
+    for path in adding:
+        _add_path(db, collection, path, watch)
     summary = IndexSummary(collection=collection.name)
     model = None
     if embedder is not None:
@@ -296,6 +298,8 @@ def index_collection(db: Database, name: str, paths: Iterable[str | os.PathLike]
         summary.facts.append({"code": "no-embedding-model"})
     summary.embedding_model = collection.embedding_model
 
+    for note in summary.notes:
+        yield IndexProgress(done=0, total=None, phase="scan", message=f"{collection.name}: {note}")
     yield IndexProgress(done=0, total=None, phase="scan", message=f"{collection.name}: looking for files")
     states = {d.path: d for d in store.documents(db, collection)}
     plan: list[_Work] = []
@@ -462,10 +466,14 @@ def chunk_size_for(embedder: Any) -> int:
     return max(96, min(TARGET_TOKENS, int(embedder.max_tokens) // 4))
 
 
-def _add_path(db: Database, collection: Collection, p: str | os.PathLike, watch: bool | None) -> None:
+def _checked_path(p: str | os.PathLike) -> str:
     path = os.path.abspath(os.path.expanduser(os.fspath(p)))
     if not os.path.exists(path):
         raise CollectionError(f"{path}: no such file or folder", facts={"code": "no-such-path", "path": path})
+    return path
+
+
+def _add_path(db: Database, collection: Collection, path: str, watch: bool | None) -> None:
     kind = "folder" if os.path.isdir(path) else "file"
     existing = next((r for r in collection.roots if r.path == path), None)
     if existing is None:

@@ -157,17 +157,24 @@ def _quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def _trigram_terms(query: str) -> list[str]:
-    """Pieces of ``query`` trigram search can find: words of three or more characters, and each
-    three characters of a Chinese run (a whole Chinese question is never a substring)."""
+# A word worth a substring search: it holds a digit, an underscore, a dot or a capital after its
+# first letter (an identifier, a part number, a version), which word search splits or misses.
+_CODE_LIKE = re.compile(r"[\w.]*(?:\d|_|\.\w|[a-z][A-Z])[\w.]*")
+
+
+def _trigram_terms(query: str, *, words_too: bool = False) -> list[str]:
+    """Pieces of ``query`` for trigram search: each three characters of a Chinese run (a whole
+    Chinese question is never a substring of a passage), identifier-like words, and, when
+    ``words_too``, every other word of three or more letters (word search found nothing)."""
     out: list[str] = []
-    for piece in re.findall(r"\w{3,}", query):
+    for run in store._CJK_RUN.findall(query):
+        out += [g for g in (run[i:i + 3] for i in range(len(run) - 2)) if g not in out]
+    for piece in re.findall(r"[^\W_](?:[\w.]*[^\W_])?", query):
+        if store._CJK_RUN.search(piece) or len(piece) < 3:
+            continue
         low = piece.lower()
-        if store._CJK_RUN.search(low):
-            grams = [g for run in store._CJK_RUN.findall(low) for g in (run[i:i + 3] for i in range(len(run) - 2))]
-        else:
-            grams = [] if low in STOPWORDS else [low]
-        out += [g for g in grams if g not in out]
+        if (_CODE_LIKE.fullmatch(piece) or (words_too and low not in STOPWORDS)) and low not in out:
+            out.append(low)
     return out
 
 
@@ -176,11 +183,48 @@ def _ids(collections: Sequence[Collection]) -> tuple[str, list[int]]:
     return ",".join("?" * len(ids)), ids
 
 
+# In a large collection, a term found in more than this share of its chunks is left out of the
+# query when rarer ones remain: its BM25 weight is near nothing, but scoring every chunk it is
+# in is most of a query's time (a common Chinese character is in a third of all passages).
+COMMON_SHARE = 0.05
+COMMON_MIN_CHUNKS = 20_000  # below this every term is kept: the query is fast anyway
+_frequencies: dict[tuple, int] = {}  # (database, collections' versions, term) -> chunks holding it
+
+
+def _document_frequency(db: Database, generation: tuple, term: str) -> int:
+    key = (db.path, generation, term)
+    found = _frequencies.get(key)
+    if found is None:
+        if len(_frequencies) > 50_000:
+            _frequencies.clear()
+        found = _frequencies[key] = db.execute(
+            "SELECT count(*) FROM chunks_words WHERE chunks_words MATCH ?", [_quote(term)]).fetchone()[0]
+    return found
+
+
+def _without_common(db: Database, collections: Sequence[Collection], terms: list[str]) -> list[str]:
+    if len(terms) <= 2:
+        return terms
+    marks, ids = _ids(collections)
+    total = db.execute(f"SELECT coalesce(sum(chunks), 0) FROM documents WHERE collection_id IN ({marks})",
+                       ids).fetchone()[0]
+    if total < COMMON_MIN_CHUNKS:
+        return terms
+    generation = tuple((c.id, c.vectors_version) for c in collections)
+    df = {t: _document_frequency(db, generation, t) for t in terms}
+    present = [t for t in terms if df[t] > 0]
+    kept = [t for t in present if df[t] <= COMMON_SHARE * total]
+    return kept if len(kept) >= 2 else sorted(present, key=lambda t: df[t])[:2]
+
+
 def words_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
     """(chunk id, BM25 higher-is-better) from ``chunks_words``, best first."""
     terms = query_terms(query)
     if not terms or not collections:
         return []
+    terms = _without_common(db, collections, terms)
+    if not terms:
+        return []  # none of its words is in any passage
     marks, ids = _ids(collections)
     match = " OR ".join(_quote(t) for t in terms)
     rows = db.execute(
@@ -190,8 +234,9 @@ def words_ranking(db: Database, collections: Sequence[Collection], query: str, l
     return [(int(r[0]), -float(r[1])) for r in rows]
 
 
-def trigram_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
-    terms = _trigram_terms(query)
+def trigram_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES, *,
+                    words_too: bool = False) -> list[tuple[int, float]]:
+    terms = _trigram_terms(query, words_too=words_too)
     if not terms or not collections:
         return []
     marks, ids = _ids(collections)
@@ -343,11 +388,11 @@ def search(db: Database, collections: Sequence[Collection | str], query: str, *,
         terms = query_terms(query)
         if terms:
             rankings["words"] = words_ranking(db, chosen, query)
-        trigram = trigram_ranking(db, chosen, query)
+        trigram = trigram_ranking(db, chosen, query, words_too=not rankings.get("words"))
         if trigram:
             rankings["trigram"] = trigram
-        if not rankings.get("words") and not trigram and len(query) < 3:
-            # One or two characters that are neither a word nor a Chinese pair ("电", "x1").
+        if not terms and not trigram and len(query) < 3:
+            # One or two characters neither index holds (a stop word, a mark): look for them as they are.
             rankings["substring"] = substring_ranking(db, chosen, query)
         result.seconds["fts"] = time.perf_counter() - t0
 

@@ -262,6 +262,10 @@ def test_a_path_that_does_not_exist_is_refused_and_nothing_is_made(tmp_path: Pat
     with pytest.raises(CollectionError) as info:
         list(index.index_collection(db, "notes", [tmp_path / "nope"]))
     assert info.value.facts["code"] == "no-such-path" and str(tmp_path / "nope") in str(info.value)
+    assert store.list_collections(db) == []
+    with pytest.raises(CollectionError) as info:
+        list(index.index_collection(db, "notes"))  # nothing to index
+    assert info.value.facts["code"] == "no-such-path" and store.list_collections(db) == []
 
 
 KILLED = textwrap.dedent(r"""
@@ -367,3 +371,45 @@ def test_a_folder_moved_into_a_watched_folder_is_indexed_whole(tmp_path: Path) -
         wait_for(lambda: store.row_counts(db, c)["documents"] == 1 + len(outside))
         (tmp_path / "docs" / "batch").rename(tmp_path / "gone")
         wait_for(lambda: store.row_counts(db, c)["documents"] == 1)
+
+
+def test_a_messy_folder_gives_each_bad_file_its_problem_and_indexes_the_rest(tmp_path: Path) -> None:
+    """The generated corpus with every hostile file mixed in, and a file that vanishes mid-run."""
+    from tests.support.corpus import build_corpus, build_hostile
+
+    corpus = build_corpus(tmp_path / "messy")
+    expected = build_hostile(tmp_path / "messy" / "hostile")
+    doomed = tmp_path / "messy" / "zz-gone-soon.md"
+    doomed.write_text("# Soon gone\n\nThis file is deleted while the folder is indexed.\n", encoding="utf-8")
+
+    class Vanishing(CountingExtractor):
+        def extract(self, path, *, token=None):
+            if doomed.exists():
+                doomed.unlink()  # deleted after it was found, before it is read
+            return super().extract(path, token=token)
+
+    db = storage.open_db(tmp_path / "r1.db")
+    started = time.monotonic()
+    with Vanishing() as extractor:
+        _, s = run(db, "messy", [tmp_path / "messy"], extractor=extractor)
+    seconds = time.monotonic() - started
+    c = store.get_collection(db, "messy")
+    docs = {Path(d.path).relative_to(tmp_path / "messy").as_posix(): d for d in store.documents(db, c)}
+    for name, code in expected.items():
+        doc = docs.get(f"hostile/{name}")
+        assert doc is not None, name
+        if code is None:
+            assert doc.status == "indexed" and doc.chunks > 0, (name, doc.reason)
+        else:
+            assert (doc.status, doc.problem) == ("problem", code), (name, doc.problem, doc.reason)
+            assert doc.reason and "\n" not in doc.reason
+    assert "hostile/pipe.txt" not in docs
+    assert (docs["zz-gone-soon.md"].status, docs["zz-gone-soon.md"].problem) == ("problem", "vanished")
+    huge = docs["hostile/huge.log"]
+    assert huge.note and huge.size == 500 * 1024 * 1024  # read up to the text limit, and said so
+    for f in corpus.files:
+        doc = docs[f.name]
+        assert doc.status == "indexed" and doc.chunks > 0, (f.name, doc.reason)
+    assert s.problems == sum(1 for code in expected.values() if code) + 1
+    assert seconds < 300
+    consistent(db)

@@ -194,3 +194,22 @@ def test_sources_are_kept_with_a_reply(indexed, minilm) -> None:
     assert [(k.n, k.path, k.page, k.excerpt, k.chunk_id) for k in kept] == \
         [(s.n, s.path, s.page, s.text, s.chunk_id) for s in sources]
     assert kept[0].score == pytest.approx(sources[0].score)
+
+
+def test_in_a_large_collection_words_in_most_passages_are_left_out_of_the_query(indexed, minilm, monkeypatch) -> None:
+    db, corpus = indexed
+    c = store.get_collection(db, "corpus")
+    terms = retrieval.query_terms("When did the Aurora reactor get a new coolant pump? 公司")
+    assert retrieval._without_common(db, [c], terms) == terms  # a small collection: every term is kept
+    monkeypatch.setattr(retrieval, "COMMON_MIN_CHUNKS", 0)
+    monkeypatch.setattr(retrieval, "COMMON_SHARE", 0.1)
+    kept = retrieval._without_common(db, [c], terms)
+    total = store.row_counts(db, c)["chunks"]
+    dropped = set(terms) - set(kept)
+    assert dropped and "aurora" in kept and "coolant" in kept
+    for term in dropped:
+        found = db.execute("SELECT count(*) FROM chunks_words WHERE chunks_words MATCH ?", [f'"{term}"']).fetchone()[0]
+        assert found == 0 or found > 0.1 * total
+    fact = corpus.fact("aurora-pump")
+    hits = retrieval.search(db, ["corpus"], fact.question, mode="fts", k=5).hits
+    assert rank_of(db, fact, hits) == 1
