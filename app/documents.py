@@ -758,11 +758,6 @@ class DocumentsDialog(QDialog):
         self.status.style().polish(self.status)
         self.status.setText(text() if callable(text) else (text or ""))
 
-    def done(self, result: int) -> None:
-        # Closing the panel does not stop indexing: the job goes on and the panel shows it when
-        # opened again.
-        super().done(result)
-
     def retranslate(self) -> None:
         self.setWindowTitle(self.tr("Documents"))
         self.list_title.setText(self.tr("Collections"))
