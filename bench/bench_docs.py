@@ -178,15 +178,15 @@ def bench_latency(work: Path, sizes: list[int], reps: int, queries: list[str], m
         have = grow(db, c, size, have, fill, vocab, centres, rng)
         built = time.perf_counter() - t0
         c = store.get_collection(db, "synthetic")
-        cache = retrieval.VectorCache()
+        cache = retrieval.VectorCache(load_after=0)
         t0 = time.perf_counter()
         cache.nearest(db, c, qvecs[queries[0]], 5)
         cache_load = time.perf_counter() - t0
         cases = {
             "fts": dict(mode="fts"),
-            "vector (sqlite-vec)": dict(mode="vector", embedder=embedder),
+            "vector (sqlite-vec)": dict(mode="vector", embedder=embedder, cache=False),
             "vector (in memory)": dict(mode="vector", embedder=embedder, cache=cache),
-            "hybrid (sqlite-vec)": dict(mode="hybrid", embedder=embedder),
+            "hybrid (sqlite-vec)": dict(mode="hybrid", embedder=embedder, cache=False),
             "hybrid (in memory)": dict(mode="hybrid", embedder=embedder, cache=cache),
         }
         figures: dict[str, dict] = {"chunks": have, "build_s": built, "cache_load_s": cache_load}

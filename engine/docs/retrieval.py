@@ -24,6 +24,7 @@ by its neighbouring chunks when room is left, numbered as the [n] markers of the
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -267,29 +268,39 @@ def substring_ranking(db: Database, collections: Sequence[Collection], query: st
 
 
 class VectorCache:
-    """Collections' vectors held in memory as one matrix each, for a long-lived app.
+    """Collections' vectors held in memory as one matrix each, for a process that searches often.
 
-    sqlite-vec scans its table from SQLite pages on every query; a matrix product over the same
-    vectors is several times faster. A collection's matrix is read again when its
+    sqlite-vec scans its table from SQLite pages on every query (this build has no SIMD); a
+    matrix product over the same vectors is several times faster. A collection is read into
+    memory the second time it is searched (a one-off search, as ``r1desk search`` makes, is
+    left to sqlite-vec rather than paying for the read), and read again when its
     ``vectors_version`` changed (any vector written or deleted since). Collections whose
-    vectors would take more than ``max_bytes`` are left to sqlite-vec.
+    vectors would take more than ``max_bytes`` in all are left to sqlite-vec.
     """
 
-    def __init__(self, max_bytes: int = 512 << 20):
+    def __init__(self, max_bytes: int = 512 << 20, *, load_after: int = 1):
         self.max_bytes = max_bytes
+        self.load_after = load_after  # searches of a collection that go to sqlite-vec first
         self._held: dict[tuple[str, int], tuple[int, str, np.ndarray, np.ndarray]] = {}
+        self._searched: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
 
     def _matrix(self, db: Database, collection: Collection) -> tuple[np.ndarray, np.ndarray] | None:
         key = (db.path, collection.id)
-        held = self._held.get(key)
-        if held is not None and held[0] == collection.vectors_version and held[1] == collection.embedding_model:
-            return held[2], held[3]
-        counts = store.row_counts(db, collection)
-        if counts["vectors"] * (collection.embedding_dim or 0) * 4 > self.max_bytes:
-            self._held.pop(key, None)
-            return None
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None and held[0] == collection.vectors_version and held[1] == collection.embedding_model:
+                return held[2], held[3]
+            self._searched[key] = self._searched.get(key, 0) + 1
+            if self._searched[key] <= self.load_after:
+                return None
+            others = sum(m.nbytes for k, (_, _, _, m) in self._held.items() if k != key)
+            if store.row_counts(db, collection)["vectors"] * (collection.embedding_dim or 0) * 4 + others > self.max_bytes:
+                self._held.pop(key, None)
+                return None
         ids, matrix = store.all_vectors(db, collection)
-        self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
+        with self._lock:
+            self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
         return ids, matrix
 
     def nearest(self, db: Database, collection: Collection, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -306,7 +317,13 @@ class VectorCache:
         return [(int(ids[i]), float(sims[i])) for i in top]
 
     def forget(self) -> None:
-        self._held.clear()
+        with self._lock:
+            self._held.clear()
+            self._searched.clear()
+
+
+# The cache searches use unless given another (``cache=None``); ``cache=False`` asks sqlite-vec.
+shared_cache = VectorCache()
 
 
 def vector_confidence(similarities: Sequence[float]) -> float:
@@ -327,14 +344,16 @@ def vector_confidence(similarities: Sequence[float]) -> float:
 
 
 def vector_ranking(db: Database, collections: Sequence[Collection], query_vector: np.ndarray,
-                   limit: int = CANDIDATES, cache: VectorCache | None = None) -> list[tuple[int, float]]:
+                   limit: int = CANDIDATES, cache: VectorCache | None | bool = None) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity) over the collections, best first."""
+    if cache is None:
+        cache = shared_cache
     found: list[tuple[int, float]] = []
     for collection in collections:
-        if cache is not None:
-            found += cache.nearest(db, collection, query_vector, limit)
-        else:
+        if cache is False:
             found += store.nearest(db, collection, query_vector, limit)
+        else:
+            found += cache.nearest(db, collection, query_vector, limit)
     found.sort(key=lambda p: -p[1])
     return found[:limit]
 
@@ -362,12 +381,13 @@ def _fuse(rankings: dict[str, list[tuple[int, float]]], weights: dict[str, float
 
 
 def search(db: Database, collections: Sequence[Collection | str], query: str, *, mode: str = "hybrid",
-           k: int = DEFAULT_K, embedder: Any = None, cache: VectorCache | None = None,
+           k: int = DEFAULT_K, embedder: Any = None, cache: VectorCache | None | bool = None,
            weights: dict[str, float] | None = None) -> SearchResult:
     """The ``k`` chunks of ``collections`` that best match ``query``, ranked by ``mode``.
 
     ``embedder`` (an ``engine.docs.embedder.Embedder``) embeds the question; vector search
-    only covers collections whose vectors come from that same model. Without it, or where no
+    only covers collections whose vectors come from that same model, through ``cache``
+    (``shared_cache`` by default; False: sqlite-vec alone). Without it, or where no
     collection has its vectors, ``hybrid`` is full-text only and says so in ``notes``;
     ``vector`` mode is refused.
     """
@@ -508,7 +528,7 @@ def _default_counter() -> CountTokens:
 
 def retrieve(db: Database, collections: Sequence[Collection | str], query: str, budget: int | None,
              embedder: Any = None, *, mode: str = "hybrid", k: int = DEFAULT_K, neighbours: int = 1,
-             count_tokens: CountTokens | None = None, cache: VectorCache | None = None,
+             count_tokens: CountTokens | None = None, cache: VectorCache | None | bool = None,
              notes: list[str] | None = None) -> list[Source]:
     """The sources to put in the prompt for ``query``: at most ``k``, fitting ``budget`` tokens.
 

@@ -166,7 +166,9 @@ def test_the_vector_cache_ranks_as_sqlite_vec_and_follows_changes(indexed, minil
     cache = retrieval.VectorCache()
     q = minilm.embed_query(corpus.fact("strudel-price").question)
     direct = store.nearest(db, c, q, 10)
+    assert cache.nearest(db, c, q, 10) == direct and not cache._held  # a first search: sqlite-vec's own answer
     cached = cache.nearest(db, c, q, 10)
+    assert cache._held  # searched again: the vectors are now in memory
     assert [i for i, _ in cached] == [i for i, _ in direct]
     assert np.allclose([s for _, s in cached], [s for _, s in direct], atol=1e-5)
     # A new file: the cache sees the collection's vectors changed and reads them again.
