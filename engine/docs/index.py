@@ -372,7 +372,10 @@ def index_collection(db: Database, name: str, paths: Iterable[str | os.PathLike]
                              phase=phase, chunks=summary.chunks, current=current, problem=problem)
 
     if plan:
-        count_tokens = embedder.count_tokens if embedder is not None else approx_tokens
+        # Chunks are sized by the local estimate: asking the model process would queue each count
+        # behind the embedding in progress and stall the reading. The real counts are taken, for
+        # many chunks at once, just before they are embedded (see _fit_to_model).
+        count_tokens = approx_tokens
         chunk_options: dict[str, Any] = {"target_tokens": chunk_tokens or chunk_size_for(embedder)}
         if embedder is not None:
             chunk_options |= {"max_tokens": embedder.max_tokens, "reserve_tokens": getattr(embedder, "reserve_tokens", 0)}
@@ -415,6 +418,9 @@ def index_collection(db: Database, name: str, paths: Iterable[str | os.PathLike]
                     continue
                 if pending and (finished or sum(len(p.chunks) for p in pending) >= EMBED_BATCH
                                 or reader.out.empty()):
+                    if stop.cancelled:
+                        raise Cancelled("indexing cancelled")
+                    _fit_to_model(pending, embedder, chunk_options)
                     for _ in _embed_and_store(db, collection, pending, embedder, stop, summary, clock):
                         yield event(f"embedding {Path(pending[0].work.path).name}", pending[0].work.path)
                     for item in pending:
@@ -526,6 +532,24 @@ def _store_one(db: Database, collection: Collection, item: _Read, vectors: np.nd
     else:
         summary.updated += 1
     return None
+
+
+def _fit_to_model(pending: list[_Read], embedder: Any, chunk_options: dict[str, Any]) -> None:
+    """Count the pending chunks with the embedding model's own tokenizer (one request for all);
+    a file with a chunk the estimate got wrong, longer than the model takes, is cut again
+    with the real counter (rare: chunks are filled to a quarter of the model's context)."""
+    texts = [c.embedding_text for item in pending for c in item.chunks]
+    counts = embedder.count_tokens(texts) if texts else []
+    limit = int(chunk_options.get("max_tokens", embedder.max_tokens)) - int(chunk_options.get("reserve_tokens", 0))
+    at = 0
+    for item in pending:
+        mine = counts[at:at + len(item.chunks)]
+        at += len(item.chunks)
+        if any(n > limit for n in mine) and item.extracted is not None:
+            item.chunks = chunk_document(item.extracted, count_tokens=embedder.count_tokens, **chunk_options)
+            continue
+        for chunk, n in zip(item.chunks, mine):
+            chunk.tokens = n
 
 
 def _embed_and_store(db: Database, collection: Collection, pending: list[_Read], embedder: Any,

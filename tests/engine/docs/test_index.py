@@ -142,6 +142,7 @@ def test_touched_file_is_read_again_but_only_a_changed_one_is_embedded_again(tmp
     assert doc.mtime_ns == files[1].stat().st_mtime_ns  # remembered: the next run does not hash it again
 
     # New content in one file: only it is extracted and embedded.
+    was = store.document_by_path(db, store.get_collection(db, "notes"), str(files[2])).chunks
     files[2].write_text("# Changed\n\nThe violin now has gut strings instead of steel ones.\n", encoding="utf-8")
     embedder.texts.clear()
     _, s = run(db, "notes", embedder=embedder, extractor=extractor)
@@ -149,7 +150,7 @@ def test_touched_file_is_read_again_but_only_a_changed_one_is_embedded_again(tmp
     assert extractor.read == [str(files[2])]
     assert len(embedder.texts) == s.chunks == s.embedded == 1 and "gut strings" in embedder.texts[0]
     after = consistent(db)
-    assert after["vectors"] == after["chunks"] == before["chunks"]
+    assert after["vectors"] == after["chunks"] == before["chunks"] - was + 1
 
 
 def test_removed_files_drop_out_of_every_table(tmp_path: Path, embedder, extractor) -> None:
@@ -225,7 +226,8 @@ def test_problem_files_say_why_and_the_rest_is_indexed(tmp_path: Path, embedder,
     assert extractor.read == [] and s.new_problems == [] and s.problems == 3
 
 
-def test_cancel_keeps_what_was_stored_and_the_next_run_goes_on(tmp_path: Path, embedder, extractor) -> None:
+def test_cancel_keeps_what_was_stored_and_the_next_run_goes_on(tmp_path: Path, embedder, extractor, monkeypatch) -> None:
+    monkeypatch.setattr(index, "EMBED_BATCH", 2)  # a few files per call to the model, as with bigger files
     write_corpus(tmp_path / "docs", files=8)
     db = storage.open_db(tmp_path / "r1.db")
     token = CancelToken()
@@ -412,4 +414,29 @@ def test_a_messy_folder_gives_each_bad_file_its_problem_and_indexes_the_rest(tmp
         assert doc.status == "indexed" and doc.chunks > 0, (f.name, doc.reason)
     assert s.problems == sum(1 for code in expected.values() if code) + 1
     assert seconds < 300
+    consistent(db)
+
+
+def test_chunks_the_estimate_sized_wrongly_are_cut_again_with_the_model_tokenizer(tmp_path: Path, minilm, extractor) -> None:
+    import random
+
+    rng = random.Random(3)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    # Hex digests: the local estimate counts a long word as a token per four characters, MiniLM's
+    # WordPiece cuts them into many more pieces.
+    (docs / "hashes.txt").write_text(" ".join(rng.randbytes(24).hex() for _ in range(60)) + "\n", encoding="utf-8")
+    write_corpus(docs, files=2)
+    small = Counting(minilm)
+    small.max_tokens = 160  # as a model with a short context would have
+    db = storage.open_db(tmp_path / "r1.db")
+    run(db, "notes", [docs], embedder=small, extractor=extractor)
+    c = store.get_collection(db, "notes")
+    for d in store.documents(db, c):
+        chunks = store.chunks_of(db, d.id)
+        real = minilm.count_tokens([ch.embedding_text() for ch in chunks])
+        assert all(n <= 160 for n in real), (d.path, real)
+        assert [ch.tokens for ch in chunks] == real  # the model's own counts are what is stored
+    hashes = store.document_by_path(db, c, str(docs / "hashes.txt"))
+    assert hashes.chunks >= 4
     consistent(db)
