@@ -77,7 +77,9 @@ def test_the_wheel_holds_one_import_package_and_its_assets(venv) -> None:
 def test_the_installed_command_line_works_from_anywhere(venv) -> None:
     hw = run(venv, "hw", "--json")
     assert hw.returncode == 0, hw.stderr
-    assert json.loads(hw.stdout)["build"]["backends"] == ["CPU"]
+    build = json.loads(hw.stdout)["build"]
+    assert "CPU" in build["backends"] and set(build["backends"]) <= {"CPU", "RPC"}  # RPC: see installer/setup.sh
+    assert build["gpu_offload"] is False  # no GPU here, whatever llama.cpp says of RPC
     imported = subprocess.run([str(venv["bin"] / "python"), "-c", "import r1desk.engine, sys; print(r1desk.engine.__file__)"],
                               cwd=venv["cwd"], env=venv["env"], capture_output=True, text=True, check=True).stdout
     assert str(ROOT) not in imported and "site-packages" in imported
@@ -96,7 +98,7 @@ def test_a_child_module_runs_through_the_entry_point(venv) -> None:
     """What a frozen bundle does: the app's own executable starts r1desk's child processes."""
     out = run(venv, "--r1desk-child", "r1desk.engine.hardware.probe", "--build")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["backends"] == ["CPU"]
+    assert "CPU" in json.loads(out.stdout)["backends"]
     refused = run(venv, "--r1desk-child", "os", "x")
     assert refused.returncode != 0
 

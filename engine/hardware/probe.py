@@ -404,6 +404,11 @@ def _probe_build_here() -> Build:
         build.backends, build.devices = _ggml_registry()
     except Exception as exc:
         build.devices = [{"error": f"device registry unavailable ({exc})"}]
+    else:
+        # llama.cpp says "yes" for any build with its RPC backend: offloading then needs other
+        # machines' workers (see engine.inference.rpc), not a GPU of this one.
+        if build.gpu_offload and not any(b.upper() not in ("CPU", "RPC", "BLAS") for b in build.backends):
+            build.gpu_offload = False
     return build
 
 
