@@ -43,7 +43,7 @@ def version() -> str:
 
 
 def kernels_text(build: Any) -> str:
-    """The llama.cpp build in one line: version, CPU kernels, other backends."""
+    """The llama.cpp build in three lines: version, CPU kernels, backends."""
     features = ", ".join(f for f in build.cpu_features if f not in ("OPENMP", "REPACK", "LLAMAFILE"))
     if build.cpu_variants and build.cpu_variant in build.cpu_variants:
         kernels = translate("AboutDialog", "CPU kernels: {variant} ({features}), chosen for this "
@@ -53,9 +53,8 @@ def kernels_text(build: Any) -> str:
         kernels = translate("AboutDialog", "CPU kernels: {variant}").format(variant=build.cpu_variant)
     else:
         kernels = translate("AboutDialog", "CPU kernels built for {features}").format(features=features)
-    backends = ", ".join(build.backends) or "-"
-    return translate("AboutDialog", "llama-cpp-python {version}; {kernels}; backends: {backends}").format(
-        version=build.version or "?", kernels=kernels, backends=backends)
+    backends = translate("AboutDialog", "Backends: {backends}").format(backends=", ".join(build.backends) or "-")
+    return "\n".join((f"llama-cpp-python {build.version or '?'}", kernels, backends))
 
 
 class AboutDialog(QDialog):
@@ -95,6 +94,7 @@ class AboutDialog(QDialog):
         self.qt_label, self.qt = QLabel(self), QLabel(self)
         for value in (self.llama, self.folder, self.qt):
             value.setWordWrap(True)
+            value.setMinimumWidth(400)  # a wrapped label is otherwise laid out narrower than the box
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
@@ -111,7 +111,7 @@ class AboutDialog(QDialog):
         self.copy_button.clicked.connect(self.copy_details)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(560)
         self.retranslate()
         hw_probe = hw_probe or probe()
         hw_probe.failed.connect(self._failed)
@@ -120,16 +120,19 @@ class AboutDialog(QDialog):
     def _hardware_ready(self, hardware: Any) -> None:
         self.hardware = hardware
         self.retranslate()
+        self.adjustSize()  # the new lines need room
 
     def _failed(self, message: str) -> None:
         self.error = message
         self.retranslate()
+        self.adjustSize()
 
     def details(self) -> str:
         """Everything the box shows, as plain text (what "Copy" puts on the clipboard)."""
         lines = [f"r1desk {version()}" + (" (app bundle)" if getattr(sys, "frozen", False) else ""),
                  f"{platform.system()} {platform.release()} {platform.machine()}, Python {platform.python_version()}",
-                 f"llama.cpp: {self.llama.text()}", f"Data folder: {self.data_folder}", f"Qt: {self.qt.text()}"]
+                 f"llama.cpp: {self.llama.text().replace(chr(10), '; ')}", f"Data folder: {self.data_folder}",
+                 f"Qt: {self.qt.text()}"]
         return "\n".join(lines)
 
     def copy_details(self) -> None:

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 QT_CHECK_SECONDS = 60
 MODEL_TOKENS = 8
@@ -154,7 +154,7 @@ def model() -> Check:
     if not tokens:
         return Check("model", False, f"{chosen.name} loaded but generated nothing")
     speed = stats.get("tokens_per_second")
-    rate = f", {speed:.0f} tokens/s" if speed else ""
+    rate = f", {speed:.1f} tokens/s" if speed else ""
     return Check("model", True, f"{chosen.name}: {tokens} tokens in {seconds:.1f} s{rate}")
 
 
