@@ -234,13 +234,16 @@ def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r
     load(qtbot, window, tiny_r1)
     os.kill(window.chat.host.pid, signal.SIGKILL)
     shown = []
+    label = window.status.model_label
+    set_text = label.setText
+
+    def record(text: str) -> None:  # every text the label is given, however briefly it stays
+        shown.append(text)
+        set_text(text)
+
+    label.setText = record
     reply = send(qtbot, window, "hi")
-
-    def watch() -> bool:  # in the GUI thread, as the user sees it
-        shown.append(window.status.model_label.text())
-        return window.reply is None
-
-    qtbot.waitUntil(watch, timeout=60_000)
+    qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
     assert any(t.startswith("Reloading ") and "the model process stopped" in t for t in shown), shown
     assert window.status.model_label.text().startswith("Model: ")
     assert (reply.widget.reasoning, reply.widget.text) == tiny_r1_expected()
