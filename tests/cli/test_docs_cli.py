@@ -108,7 +108,10 @@ def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> No
         line = ""
         while "indexed" not in line and time.monotonic() < deadline:
             line = proc.stdout.readline()
-        time.sleep(1.0)  # the watcher starts after the first run
+        said = ""
+        while "Watching" not in said and time.monotonic() < deadline:  # the watcher starts after the first run
+            said = proc.stderr.readline()
+        assert "Watching" in said
         (docs / "zeppelin.md").write_text("# Airships\n\nThe zeppelin had a hydrogen lift gas.\n", encoding="utf-8")
         while "1 added" not in line and time.monotonic() < deadline:
             line = proc.stdout.readline()

@@ -214,7 +214,7 @@ def test_chunking_is_fast(capsys) -> None:
     with capsys.disabled():
         print(f"\nchunking: {len(chunks)} chunks from {len(doc.text) / 1e6:.1f} M characters in {seconds:.2f} s: "
               f"{rate:,.0f} chunks/s, {len(doc.text) / seconds / 1e6:.1f} M characters/s")
-    assert rate > 2000  # measured about 10,000/s on 2 busy cores; embedding one chunk takes far longer
+    assert rate > 500  # measured about 10,000/s on 2 busy cores; embedding one chunk takes far longer
 
 
 @pytest.mark.slow
