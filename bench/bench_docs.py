@@ -9,7 +9,8 @@
    process (extraction worker, chunking, embedding, SQLite writes and full-text indexes all
    counted; the models already loaded), against the same chunk texts given to
    ``llama_cpp.Llama(embedding=True).embed`` in this process, same build, same threads.
-   Runs alternate (raw, index, raw, index...); medians.
+   Runs alternate (raw, index, raw, index...); medians. The same indexing with an embedder that
+   costs nothing says what the rest of the pipeline takes.
 2. Retrieval latency: a database of synthetic chunks (generated English and Chinese text with a
    long-tailed vocabulary, random clustered 384-wide vectors), searched at each size with
    the corpus's questions and short Chinese and English queries, each ``--queries`` times:
@@ -103,6 +104,34 @@ def bench_indexing(work: Path, copies: int, reps: int, model: Path) -> dict:
         embedder.close()
     return {"files": len(first.files) * copies, "chunks": chunks, "index_chunks_per_s": ours,
             "raw_chunks_per_s": raw, "ratio": statistics.median(ours) / statistics.median(raw)}
+
+
+class _FreeEmbedder:
+    """Vectors at no cost: what indexing takes besides the embedding model."""
+
+    model_id, dim, max_tokens, reserve_tokens = "free", DIM, 512, 0
+
+    def embed_documents(self, texts: list[str], token=None) -> np.ndarray:
+        v = np.random.default_rng(0).standard_normal((len(texts), DIM)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        from r1desk.engine.docs.chunking import approx_tokens
+
+        return approx_tokens(texts)
+
+
+def bench_pipeline(work: Path, copies: int) -> dict:
+    """The same indexing with an embedder that costs nothing: extraction, chunking, hashing, SQLite."""
+    folder = work / "pipeline"
+    first = build_corpus(work / "pipeline-corpus")
+    for i in range(copies):
+        shutil.copytree(first.folder, folder / f"copy-{i}")
+    runs = []
+    for _ in range(3):
+        seconds, chunks, _ = index_once(work, folder, _FreeEmbedder())
+        runs.append(seconds)
+    return {"files": len(first.files) * copies, "chunks": chunks, "seconds": runs, "median_s": statistics.median(runs)}
 
 
 # --- 2. retrieval latency -----------------------------------------------------------------------
@@ -258,7 +287,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--sizes", default="10000,100000", help="chunk counts for the latency runs")
     ap.add_argument("--queries", type=int, default=3, help="times each query is timed")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: indexing,latency,recall")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: recall,indexing,pipeline,latency")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     model = minilm_gguf_path()
@@ -277,6 +306,10 @@ def main() -> None:
             r = results["indexing"] = bench_indexing(work, args.copies, args.reps, model)
             print(f"  {r['chunks']} chunks from {r['files']} files: index {statistics.median(r['index_chunks_per_s']):.1f}"
                   f" chunks/s, raw {statistics.median(r['raw_chunks_per_s']):.1f} chunks/s, ratio {r['ratio']:.2f}")
+        if "pipeline" not in skip:
+            print("indexing with the embedding left out...", flush=True)
+            r = results["pipeline"] = bench_pipeline(work, args.copies)
+            print(f"  {r['chunks']} chunks from {r['files']} files in {r['median_s']:.2f} s")
         if "latency" not in skip:
             print("retrieval latency...", flush=True)
             corpus_questions = [f.question for f in build_corpus(work / "q").facts]
@@ -288,7 +321,8 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "docs.json"
     if skip and out.exists():  # the parts not run this time keep their last figures
         earlier = json.loads(out.read_text(encoding="utf-8"))
-        results = {**{k: v for k, v in earlier.items() if k in ("recall_at_5", "indexing", "latency")}, **results}
+        results = {**{k: v for k, v in earlier.items() if k in ("recall_at_5", "indexing", "pipeline", "latency")},
+                   **results}
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT)}")
 
