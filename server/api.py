@@ -436,7 +436,7 @@ def parse_completion(body: Any, model) -> dict[str, Any]:
     if not isinstance(prompt, str) or not prompt:
         raise ApiError(400, "prompt must be a non-empty string (or a list of one)", param="prompt")
     for key in ("suffix", "logprobs", "best_of"):
-        if body.get(key) not in (None, 1) or (key == "logprobs" and body.get(key) is not None):
+        if body.get(key) not in ((None, 1) if key == "best_of" else (None,)):
             raise ApiError(400, f"{key} is not supported", param=key)
     echo = body.get("echo", False)
     if not isinstance(echo, bool):
@@ -662,8 +662,6 @@ def create_app(chat: ChatService, *, api_key: str | None = None, allowed_hosts: 
             model = model_or_503()
             req = parse(await body_of(request), model)
             resolved = req["params"].resolved(model)
-            if not is_chat and "max_tokens" in resolved and req["max_tokens"]:
-                resolved["max_tokens"] = req["max_tokens"]
             # Checked against the loaded model before anything is queued (AdapterError, NotFound).
             adapters = chat.resolve_adapters(req["adapters"], model)[0] if req.get("adapters") else None
             if req.get("collections"):

@@ -226,13 +226,7 @@ def words_ranking(db: Database, collections: Sequence[Collection], query: str, l
     terms = _without_common(db, collections, terms)
     if not terms:
         return []  # none of its words is in any passage
-    marks, ids = _ids(collections)
-    match = " OR ".join(_quote(t) for t in terms)
-    rows = db.execute(
-        f"SELECT w.rowid, w.rank FROM chunks_words w JOIN chunks c ON c.id = w.rowid "
-        f"WHERE chunks_words MATCH ? AND c.collection_id IN ({marks}) ORDER BY w.rank LIMIT ?",
-        [match, *ids, limit]).fetchall()
-    return [(int(r[0]), -float(r[1])) for r in rows]
+    return _fts_ranking(db, "chunks_words", collections, terms, limit)
 
 
 def trigram_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES, *,
@@ -240,11 +234,17 @@ def trigram_ranking(db: Database, collections: Sequence[Collection], query: str,
     terms = _trigram_terms(query, words_too=words_too)
     if not terms or not collections:
         return []
+    return _fts_ranking(db, "chunks_trigram", collections, terms, limit)
+
+
+def _fts_ranking(db: Database, table: str, collections: Sequence[Collection], terms: list[str],
+                 limit: int) -> list[tuple[int, float]]:
+    """(chunk id, BM25 higher-is-better) for any of ``terms`` in the full-text ``table``, best first."""
     marks, ids = _ids(collections)
     match = " OR ".join(_quote(t) for t in terms)
     rows = db.execute(
-        f"SELECT t.rowid, t.rank FROM chunks_trigram t JOIN chunks c ON c.id = t.rowid "
-        f"WHERE chunks_trigram MATCH ? AND c.collection_id IN ({marks}) ORDER BY t.rank LIMIT ?",
+        f"SELECT f.rowid, f.rank FROM {table} f JOIN chunks c ON c.id = f.rowid "
+        f"WHERE {table} MATCH ? AND c.collection_id IN ({marks}) ORDER BY f.rank LIMIT ?",
         [match, *ids, limit]).fetchall()
     return [(int(r[0]), -float(r[1])) for r in rows]
 

@@ -787,7 +787,6 @@ def _plan_load(path: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[st
     from r1desk.engine.gguf.header import read_header
     from r1desk.engine.hardware import fit
     from r1desk.engine.hardware import probe as hardware
-
     from r1desk.engine.inference import rpc
 
     # Other machines' llama.cpp RPC workers join as devices before anything is estimated or loaded.
@@ -861,18 +860,8 @@ class _Sampler:
         temp = float(p["temperature"])
         seed = p.get("seed")
         seed = int(seed) if seed is not None else random.randrange(2**31)
-        if temp == 0:
-            add(llama_cpp.llama_sampler_init_greedy())
-        else:
-            if temp > 0:
-                if int(p["top_k"]) > 0:
-                    add(llama_cpp.llama_sampler_init_top_k(int(p["top_k"])))
-                if float(p["top_p"]) < 1.0:
-                    add(llama_cpp.llama_sampler_init_top_p(float(p["top_p"]), 1))
-                if float(p["min_p"]) > 0.0:
-                    add(llama_cpp.llama_sampler_init_min_p(float(p["min_p"]), 1))
-                add(llama_cpp.llama_sampler_init_temp(temp))
-            add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        for sampler in _plain_samplers(llama_cpp, temp, p, seed):
+            add(sampler)
         if penalty != 1.0:
             for tok in history[-64:]:
                 llama_cpp.llama_sampler_accept(chain, tok)
@@ -902,8 +891,9 @@ class _Sampler:
 
 
 def _plain_samplers(llama_cpp, temp: float, p: dict[str, Any], seed: int) -> list:
-    """The samplers after the grammar: the same cut-offs and draw as the free chain (no penalty:
-    JSON repeats its punctuation by nature)."""
+    """The cut-offs and the draw (greedy at temperature 0), after the penalties in the free chain
+    and after the grammar in the constrained one (no penalty there: JSON repeats its punctuation
+    by nature)."""
     if temp == 0:
         return [llama_cpp.llama_sampler_init_greedy()]
     out = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +16,9 @@ from r1desk.engine.docs.answers import citations
 from r1desk.engine.inference.host import ModelHost
 from r1desk.engine.models.library import Library
 
+from tests.cli.test_docs_cli import folder as docs_folder
+from tests.cli.test_docs_cli import r1desk as run_cli
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 QUESTION = "When was the coolant pump of the Aurora reactor replaced?"
@@ -24,22 +26,11 @@ FAST = ["--max-tokens", "8", "--ctx", "1024", "--temperature", "0"]
 
 
 def r1desk(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", *args], capture_output=True, text=True, timeout=400,
-                          input=stdin)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"r1desk {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_cli(*args, check=check, stdin=stdin, timeout=400)
 
 
 def folder(tmp_path: Path) -> Path:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "reactor.md").write_text(
-        "# Maintenance log\n\nThe coolant pump of the Aurora reactor was replaced on 14 March 2019.\n\n"
-        "## Staff\n\nThe night shift has four engineers.\n", encoding="utf-8")
-    (docs / "手机.txt").write_text("这款手机的电池续航时间是十二个小时。\n充电需要两个小时。\n", encoding="utf-8")
-    (docs / "recipe.txt").write_text("Knead the dough for ten minutes and let it rise overnight.\n", encoding="utf-8")
-    return docs
+    return docs_folder(tmp_path, with_program=False)
 
 
 def test_ask_answers_with_its_sources_and_keeps_them(tmp_path: Path, smollm2: Path, minilm_gguf: Path) -> None:

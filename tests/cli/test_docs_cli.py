@@ -15,14 +15,15 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def r1desk(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", *args], capture_output=True, text=True, timeout=300)
+def r1desk(*args: str, check: bool = True, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "r1desk.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
     if check and proc.returncode != 0:
         raise AssertionError(f"r1desk {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
 
 
-def folder(tmp_path: Path) -> Path:
+def folder(tmp_path: Path, *, with_program: bool = True) -> Path:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "reactor.md").write_text(
@@ -30,7 +31,8 @@ def folder(tmp_path: Path) -> Path:
         "## Staff\n\nThe night shift has four engineers.\n", encoding="utf-8")
     (docs / "手机.txt").write_text("这款手机的电池续航时间是十二个小时。\n充电需要两个小时。\n", encoding="utf-8")
     (docs / "recipe.txt").write_text("Knead the dough for ten minutes and let it rise overnight.\n", encoding="utf-8")
-    (docs / "program.txt").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(64))
+    if with_program:
+        (docs / "program.txt").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(64))
     return docs
 
 
