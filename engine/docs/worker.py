@@ -282,6 +282,16 @@ def _limit_self(limits: Limits, kernel_limit: bool) -> None:
 
 
 def _peak_rss() -> int:
+    """This process's own peak resident memory, in bytes. On Linux ``ru_maxrss`` carries over
+    through exec, so a worker would report the peak of the process that started it; the memory
+    map's own high-water mark (VmHWM) starts afresh at exec."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:

@@ -263,6 +263,22 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path) -> None:
         parent.kill()
 
 
+def test_the_workers_peak_memory_is_its_own_not_its_parents(tmp_path) -> None:
+    """A parent holding a lot of memory starts a worker: the peak reported is the worker's."""
+    (tmp_path / "a.txt").write_text("a")
+    script = textwrap.dedent(f"""
+        big = bytearray(1200 << 20)
+        for i in range(0, len(big), 4096):
+            big[i] = 1
+        from r1desk.engine.docs.worker import Extractor
+        with Extractor() as ex:
+            ex.extract({str(tmp_path / 'a.txt')!r})
+            print(ex.peak_rss, flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert 0 < int(out.stdout) < 400 << 20
+
+
 def test_big_log_costs_nothing_to_make(tmp_path) -> None:
     started = time.monotonic()
     path = big_log(tmp_path / "huge.log")
