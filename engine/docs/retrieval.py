@@ -184,38 +184,76 @@ def _ids(collections: Sequence[Collection]) -> tuple[str, list[int]]:
     return ",".join("?" * len(ids)), ids
 
 
-# In a large collection, a term found in more than this share of its chunks is left out of the
-# query when rarer ones remain: its BM25 weight is near nothing, but scoring every chunk it is
-# in is most of a query's time (a common Chinese character is in a third of all passages).
+# In a large collection, a term found in more than this share of its chunks is a weak clue
+# that costs much: BM25 scores every chunk a query matches (a few microseconds each), and a
+# common Chinese character is in a third of all passages. See ``_words_match``.
 COMMON_SHARE = 0.05
 COMMON_MIN_CHUNKS = 20_000  # below this every term is kept: the query is fast anyway
-_frequencies: dict[tuple, int] = {}  # (database, collections' versions, term) -> chunks holding it
+RANKED_AT_MOST = 2000  # matches a query over a large collection scores at most (see ``_words_match``)
+_frequencies: dict[tuple, int] = {}  # (database, collections' versions, expression) -> chunks matching it
 
 
-def _document_frequency(db: Database, generation: tuple, term: str) -> int:
-    key = (db.path, generation, term)
+def _match_count(db: Database, generation: tuple, expression: str) -> int:
+    """How many chunks match ``expression`` in ``chunks_words`` (counting is cheap: no scores)."""
+    key = (db.path, generation, expression)
     found = _frequencies.get(key)
     if found is None:
         if len(_frequencies) > 50_000:
             _frequencies.clear()
         found = _frequencies[key] = db.execute(
-            "SELECT count(*) FROM chunks_words WHERE chunks_words MATCH ?", [_quote(term)]).fetchone()[0]
+            "SELECT count(*) FROM chunks_words WHERE chunks_words MATCH ?", [expression]).fetchone()[0]
     return found
 
 
-def _without_common(db: Database, collections: Sequence[Collection], terms: list[str]) -> list[str]:
-    if len(terms) <= 2:
-        return terms
+@dataclass
+class _Match:
+    """A full-text query: the MATCH expression, and how many of its matches to score (None: all)."""
+
+    expression: str
+    window: int | None = None
+
+
+def _any(terms: Sequence[str]) -> str:
+    return " OR ".join(_quote(t) for t in terms)
+
+
+def _words_match(db: Database, collections: Sequence[Collection], terms: list[str]) -> _Match | None:
+    """The ``chunks_words`` query for ``terms``: any of them, except in a large collection.
+
+    There a term found in more than ``COMMON_SHARE`` of the chunks is left out when two rarer
+    terms are present; with fewer, the common terms count only where they appear together
+    (the rarest first, as many as it takes to make them rare together) beside the rare one.
+    If the query would still match more than ``RANKED_AT_MOST`` chunks (a question made of one
+    word found everywhere), only the most recently indexed ``RANKED_AT_MOST`` of its matches are
+    scored. None: no term is in any passage.
+    """
     marks, ids = _ids(collections)
     total = db.execute(f"SELECT coalesce(sum(chunks), 0) FROM documents WHERE collection_id IN ({marks})",
                        ids).fetchone()[0]
     if total < COMMON_MIN_CHUNKS:
-        return terms
+        return _Match(_any(terms))
     generation = tuple((c.id, c.vectors_version) for c in collections)
-    df = {t: _document_frequency(db, generation, t) for t in terms}
-    present = [t for t in terms if df[t] > 0]
-    kept = [t for t in present if df[t] <= COMMON_SHARE * total]
-    return kept if len(kept) >= 2 else sorted(present, key=lambda t: df[t])[:2]
+    df = {t: _match_count(db, generation, _quote(t)) for t in terms}
+    present = sorted((t for t in terms if df[t] > 0), key=lambda t: df[t])
+    if not present:
+        return None
+    common_above = COMMON_SHARE * total
+    rare = [t for t in present if df[t] <= common_above]
+    common = [t for t in present if df[t] > common_above]
+    pieces = [_quote(t) for t in rare]
+    if len(rare) < 2 and common:
+        group = [common[0]]
+        for term in common[1:]:
+            if _match_count(db, generation, " AND ".join(_quote(t) for t in group)) <= common_above:
+                break
+            group.append(term)
+        if len(group) > 1:
+            pieces.append("(" + " AND ".join(_quote(t) for t in group) + ")")
+        elif not rare:
+            pieces.append(_quote(group[0]))  # one word, found everywhere: the window below bounds it
+    expression = " OR ".join(pieces)
+    matches = _match_count(db, generation, expression)
+    return _Match(expression, RANKED_AT_MOST if matches > RANKED_AT_MOST else None)
 
 
 def words_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
@@ -223,10 +261,10 @@ def words_ranking(db: Database, collections: Sequence[Collection], query: str, l
     terms = query_terms(query)
     if not terms or not collections:
         return []
-    terms = _without_common(db, collections, terms)
-    if not terms:
+    match = _words_match(db, collections, terms)
+    if match is None:
         return []  # none of its words is in any passage
-    return _fts_ranking(db, "chunks_words", collections, terms, limit)
+    return _fts_ranking(db, "chunks_words", collections, match, limit)
 
 
 def trigram_ranking(db: Database, collections: Sequence[Collection], query: str, limit: int = CANDIDATES, *,
@@ -234,18 +272,31 @@ def trigram_ranking(db: Database, collections: Sequence[Collection], query: str,
     terms = _trigram_terms(query, words_too=words_too)
     if not terms or not collections:
         return []
-    return _fts_ranking(db, "chunks_trigram", collections, terms, limit)
+    return _fts_ranking(db, "chunks_trigram", collections, _Match(_any(terms)), limit)
 
 
-def _fts_ranking(db: Database, table: str, collections: Sequence[Collection], terms: list[str],
-                 limit: int) -> list[tuple[int, float]]:
-    """(chunk id, BM25 higher-is-better) for any of ``terms`` in the full-text ``table``, best first."""
+def _holds_every_chunk(db: Database, collections: Sequence[Collection]) -> bool:
+    """Whether no other collection has chunks (then the full-text tables need no filter by collection)."""
     marks, ids = _ids(collections)
-    match = " OR ".join(_quote(t) for t in terms)
-    rows = db.execute(
-        f"SELECT f.rowid, f.rank FROM {table} f JOIN chunks c ON c.id = f.rowid "
-        f"WHERE {table} MATCH ? AND c.collection_id IN ({marks}) ORDER BY f.rank LIMIT ?",
-        [match, *ids, limit]).fetchall()
+    return db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM documents WHERE collection_id NOT IN ({marks}) "
+                      "AND chunks > 0)", ids).fetchone()[0] == 1
+
+
+def _fts_ranking(db: Database, table: str, collections: Sequence[Collection], match: _Match,
+                 limit: int) -> list[tuple[int, float]]:
+    """(chunk id, BM25 higher-is-better) for ``match`` in the full-text ``table``, best first."""
+    if _holds_every_chunk(db, collections):
+        source, where, ids = f"{table} f", "", []
+    else:
+        marks, ids = _ids(collections)
+        source, where = f"{table} f JOIN chunks c ON c.id = f.rowid", f" AND c.collection_id IN ({marks})"
+    if match.window is None:
+        rows = db.execute(f"SELECT f.rowid, f.rank FROM {source} WHERE {table} MATCH ?{where} "
+                          "ORDER BY f.rank LIMIT ?", [match.expression, *ids, limit]).fetchall()
+    else:
+        rows = db.execute(f"SELECT f.rowid, bm25({table}) FROM {source} WHERE {table} MATCH ?{where} "
+                          "ORDER BY f.rowid DESC LIMIT ?", [match.expression, *ids, match.window]).fetchall()
+        rows = sorted(rows, key=lambda r: (r[1], -r[0]))[:limit]
     return [(int(r[0]), -float(r[1])) for r in rows]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -202,10 +203,11 @@ def test_in_a_large_collection_words_in_most_passages_are_left_out_of_the_query(
     db, corpus = indexed
     c = store.get_collection(db, "corpus")
     terms = retrieval.query_terms("When did the Aurora reactor get a new coolant pump? 公司")
-    assert retrieval._without_common(db, [c], terms) == terms  # a small collection: every term is kept
+    small = retrieval._words_match(db, [c], terms)
+    assert small.expression == " OR ".join(f'"{t}"' for t in terms) and small.window is None  # every term kept
     monkeypatch.setattr(retrieval, "COMMON_MIN_CHUNKS", 0)
     monkeypatch.setattr(retrieval, "COMMON_SHARE", 0.1)
-    kept = retrieval._without_common(db, [c], terms)
+    kept = re.findall(r'"([^"]+)"', retrieval._words_match(db, [c], terms).expression)
     total = store.row_counts(db, c)["chunks"]
     dropped = set(terms) - set(kept)
     assert dropped and "aurora" in kept and "coolant" in kept
@@ -215,3 +217,46 @@ def test_in_a_large_collection_words_in_most_passages_are_left_out_of_the_query(
     fact = corpus.fact("aurora-pump")
     hits = retrieval.search(db, ["corpus"], fact.question, mode="fts", k=5).hits
     assert rank_of(db, fact, hits) == 1
+
+
+def _common_words(db, share: float) -> list[tuple[str, int]]:
+    """Words of the corpus found in more than ``share`` of its chunks, most common first."""
+    total = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    counts: dict[str, int] = {}
+    for (text,) in db.execute("SELECT text FROM chunks"):
+        for word in set(re.findall(r"[a-z]{4,}", text.lower())) - retrieval.STOPWORDS:
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(((w, n) for w, n in counts.items() if n > share * total), key=lambda p: -p[1])
+
+
+def test_in_a_large_collection_common_words_count_where_they_appear_together(indexed, monkeypatch) -> None:
+    db, _ = indexed
+    c = store.get_collection(db, "corpus")
+    monkeypatch.setattr(retrieval, "COMMON_MIN_CHUNKS", 0)
+    monkeypatch.setattr(retrieval, "COMMON_SHARE", 0.03)
+    (a, _), (b, _) = _common_words(db, 0.03)[:2]
+    match = retrieval._words_match(db, [c], [a, b])
+    assert match.expression in (f'("{a}" AND "{b}")', f'("{b}" AND "{a}")')
+    both = {r[0] for r in db.execute("SELECT rowid FROM chunks_words WHERE chunks_words MATCH ?",
+                                     [f'"{a}" AND "{b}"'])}
+    found = retrieval.words_ranking(db, [c], f"{a} {b}")
+    assert found and {i for i, _ in found} <= both
+
+
+def test_a_lone_word_found_everywhere_is_scored_in_its_latest_matches_only(indexed, monkeypatch) -> None:
+    db, _ = indexed
+    c = store.get_collection(db, "corpus")
+    word, holding = _common_words(db, 0.03)[0]
+    exact = retrieval.words_ranking(db, [c], word, limit=holding)  # a small collection: all scored
+    assert len(exact) == holding
+    monkeypatch.setattr(retrieval, "COMMON_MIN_CHUNKS", 0)
+    monkeypatch.setattr(retrieval, "RANKED_AT_MOST", 5)
+    match = retrieval._words_match(db, [c], [word])
+    assert match.window == 5
+    windowed = retrieval.words_ranking(db, [c], word)
+    latest = sorted((i for i, _ in exact), reverse=True)[:5]
+    # The five most recent chunks holding it, best first, with the scores the full ranking gives them.
+    assert {i for i, _ in windowed} == set(latest)
+    scores = dict(exact)
+    assert [s for _, s in windowed] == sorted((s for _, s in windowed), reverse=True)
+    assert [s for _, s in windowed] == pytest.approx([scores[i] for i, _ in windowed])
