@@ -190,7 +190,7 @@ def _ids(collections: Sequence[Collection]) -> tuple[str, list[int]]:
 COMMON_SHARE = 0.05
 COMMON_MIN_CHUNKS = 20_000  # below this every term is kept: the query is fast anyway
 RANKED_AT_MOST = 2000  # matches a query over a large collection scores at most (see ``_words_match``)
-_frequencies: dict[tuple, int] = {}  # (database, collections' versions, expression) -> chunks matching it
+_frequencies: dict[tuple, int] = {}  # (database, every collection's version, expression) -> chunks matching it
 
 
 def _match_count(db: Database, generation: tuple, expression: str) -> int:
@@ -232,12 +232,14 @@ def _words_match(db: Database, collections: Sequence[Collection], terms: list[st
                        ids).fetchone()[0]
     if total < COMMON_MIN_CHUNKS:
         return _Match(_any(terms))
-    generation = tuple((c.id, c.vectors_version) for c in collections)
+    # Counts are of the whole table (every collection), so shares are of every chunk.
+    everything = db.execute("SELECT coalesce(sum(chunks), 0) FROM documents").fetchone()[0]
+    generation = tuple(db.execute("SELECT id, vectors_version FROM collections ORDER BY id").fetchall())
     df = {t: _match_count(db, generation, _quote(t)) for t in terms}
     present = sorted((t for t in terms if df[t] > 0), key=lambda t: df[t])
     if not present:
         return None
-    common_above = COMMON_SHARE * total
+    common_above = COMMON_SHARE * everything
     rare = [t for t in present if df[t] <= common_above]
     common = [t for t in present if df[t] > common_above]
     pieces = [_quote(t) for t in rare]

@@ -260,3 +260,33 @@ def test_a_lone_word_found_everywhere_is_scored_in_its_latest_matches_only(index
     scores = dict(exact)
     assert [s for _, s in windowed] == sorted((s for _, s in windowed), reverse=True)
     assert [s for _, s in windowed] == pytest.approx([scores[i] for i, _ in windowed])
+
+
+def test_a_search_keeps_to_its_collections(tmp_path: Path) -> None:
+    db = storage.open_db(tmp_path / "r1.db")
+    for name, text in (("plant", "The coolant pump of the Aurora reactor was replaced in March."),
+                       ("kitchen", "The coolant pump of the ice cream machine hums all night.")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+        list(index.index_collection(db, name, [folder]))
+
+    def files(names, query="coolant pump", **kw):
+        hits = retrieval.search(db, names, query, mode="fts", **kw).hits
+        chunks = store.chunks_by_id(db, [h.chunk_id for h in hits])
+        paths = dict(db.execute("SELECT id, path FROM documents").fetchall())
+        return sorted(Path(paths[chunks[h.chunk_id].document_id]).name for h in hits)
+
+    assert files(["plant"]) == ["plant.txt"] and files(["kitchen"]) == ["kitchen.txt"]
+    assert files(["plant", "kitchen"]) == ["kitchen.txt", "plant.txt"]
+    assert files(["kitchen"], "Aurora") == []
+    assert files(["plant"], "reactor", k=1) == ["plant.txt"]
+    assert files(["kitchen"], "Aur") == []  # the trigram index: a piece of a word
+    # As in a large collection, where a word found everywhere is scored in its latest matches only.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retrieval, "COMMON_MIN_CHUNKS", 0)
+        mp.setattr(retrieval, "RANKED_AT_MOST", 1)
+        assert retrieval._words_match(db, [store.get_collection(db, "plant")], ["coolant"]).window == 1
+        assert files(["plant"], "coolant") == ["plant.txt"] and files(["kitchen"], "coolant") == ["kitchen.txt"]
+    store.delete_collection(db, "kitchen")
+    assert files(["plant"]) == ["plant.txt"]
