@@ -207,7 +207,7 @@ def bench_latency(work: Path, sizes: list[int], reps: int, queries: list[str], m
         have = grow(db, c, size, have, fill, vocab, centres, rng)
         built = time.perf_counter() - t0
         c = store.get_collection(db, "synthetic")
-        cache = retrieval.VectorCache(load_after=0)
+        cache = retrieval.VectorCache(load_after=0, background=False)
         t0 = time.perf_counter()
         cache.nearest(db, c, qvecs[queries[0]], 5)
         cache_load = time.perf_counter() - t0

@@ -23,6 +23,7 @@ by its neighbouring chunks when room is left, numbered as the [n] markers of the
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -327,15 +328,20 @@ class VectorCache:
     matrix product over the same vectors is several times faster. A collection is read into
     memory the second time it is searched (a one-off search, as ``r1desk search`` makes, is
     left to sqlite-vec rather than paying for the read), and read again when its
-    ``vectors_version`` changed (any vector written or deleted since). Collections whose
-    vectors would take more than ``max_bytes`` in all are left to sqlite-vec.
+    ``vectors_version`` changed (any vector written or deleted since). The read (about two
+    seconds at 100,000 chunks) happens on a thread of its own, through a connection of its
+    own, while sqlite-vec goes on answering; searches use the matrix once it is there
+    (``background=False``, or a database in memory: read at once, in the search). Collections
+    whose vectors would take more than ``max_bytes`` in all are left to sqlite-vec.
     """
 
-    def __init__(self, max_bytes: int = 512 << 20, *, load_after: int = 1):
+    def __init__(self, max_bytes: int = 512 << 20, *, load_after: int = 1, background: bool = True):
         self.max_bytes = max_bytes
         self.load_after = load_after  # searches of a collection that go to sqlite-vec first
+        self.background = background
         self._held: dict[tuple[str, int], tuple[int, str, np.ndarray, np.ndarray]] = {}
         self._searched: dict[tuple[str, int], int] = {}
+        self._loading: dict[tuple[str, int], threading.Thread] = {}
         self._lock = threading.Lock()
 
     def _matrix(self, db: Database, collection: Collection) -> tuple[np.ndarray, np.ndarray] | None:
@@ -351,10 +357,47 @@ class VectorCache:
             if store.row_counts(db, collection)["vectors"] * (collection.embedding_dim or 0) * 4 + others > self.max_bytes:
                 self._held.pop(key, None)
                 return None
+            if self.background and _on_disk(db):
+                if key not in self._loading:
+                    loader = threading.Thread(target=self._load, args=(key, collection), daemon=True,
+                                              name="r1desk-vectors")
+                    self._loading[key] = loader
+                    loader.start()
+                return None
         ids, matrix = store.all_vectors(db, collection)
         with self._lock:
             self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
         return ids, matrix
+
+    def _load(self, key: tuple[str, int], collection: Collection) -> None:
+        from r1desk.engine.db.database import open_db
+
+        try:
+            own = open_db(key[0], migrate_schema=False)
+            try:
+                ids, matrix = store.all_vectors(own, collection)
+            finally:
+                own.close()
+            with self._lock:
+                self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
+        except Exception:  # noqa: BLE001 - sqlite-vec goes on answering; the next search tries again
+            pass
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the reads under way; whether none is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                loaders = list(self._loading.values())
+            if not loaders:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            loaders[0].join(left)
 
     def nearest(self, db: Database, collection: Collection, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         held = self._matrix(db, collection)
@@ -370,9 +413,16 @@ class VectorCache:
         return [(int(ids[i]), float(sims[i])) for i in top]
 
     def forget(self) -> None:
+        self.wait()
         with self._lock:
             self._held.clear()
             self._searched.clear()
+
+
+def _on_disk(db: Database) -> bool:
+    """Whether another connection can open ``db`` (not a database in memory)."""
+    path = str(db.path)
+    return bool(path) and path != ":memory:" and not path.startswith("file::memory:") and os.path.isfile(path)
 
 
 # The cache searches use unless given another (``cache=None``); ``cache=False`` asks sqlite-vec.

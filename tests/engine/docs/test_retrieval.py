@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -168,8 +169,11 @@ def test_the_vector_cache_ranks_as_sqlite_vec_and_follows_changes(indexed, minil
     q = minilm.embed_query(corpus.fact("strudel-price").question)
     direct = store.nearest(db, c, q, 10)
     assert cache.nearest(db, c, q, 10) == direct and not cache._held  # a first search: sqlite-vec's own answer
+    # Searched again: sqlite-vec answers while the vectors are read on a thread of their own.
+    assert cache.nearest(db, c, q, 10) == direct
+    assert cache.wait(60) and cache._held
+    assert {t.name for t in threading.enumerate()}.isdisjoint({"r1desk-vectors"})
     cached = cache.nearest(db, c, q, 10)
-    assert cache._held  # searched again: the vectors are now in memory
     assert [i for i, _ in cached] == [i for i, _ in direct]
     assert np.allclose([s for _, s in cached], [s for _, s in direct], atol=1e-5)
     # A new file: the cache sees the collection's vectors changed and reads them again.
@@ -260,6 +264,15 @@ def test_a_lone_word_found_everywhere_is_scored_in_its_latest_matches_only(index
     scores = dict(exact)
     assert [s for _, s in windowed] == sorted((s for _, s in windowed), reverse=True)
     assert [s for _, s in windowed] == pytest.approx([scores[i] for i, _ in windowed])
+
+
+def test_the_vector_cache_reads_in_the_search_itself_without_a_thread(indexed, minilm) -> None:
+    db, corpus = indexed
+    c = store.get_collection(db, "corpus")
+    q = minilm.embed_query(corpus.fact("strudel-price").question)
+    cache = retrieval.VectorCache(load_after=0, background=False)
+    assert [i for i, _ in cache.nearest(db, c, q, 5)] == [i for i, _ in store.nearest(db, c, q, 5)]
+    assert cache._held and not cache._loading
 
 
 def test_a_search_keeps_to_its_collections(tmp_path: Path) -> None:
