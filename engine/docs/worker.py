@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ import psutil
 from r1desk.engine.docs.extract import Extracted, Limits, Parser, Problem, extract_file
 from r1desk.engine.errors import Cancelled, R1deskError
 from r1desk.engine.events import CancelToken
-from r1desk.engine.processes import child_command, lifeline
+from r1desk.engine.processes import Handover, channel, child_command, lifeline
 
 START_SECONDS = 60.0  # a worker that is not ready by then (importing the parsers) is given up on
 POLL_SECONDS = 0.05
@@ -51,17 +50,21 @@ class _Worker:
     """One worker process and this side's ends of its socket and lifeline."""
 
     def __init__(self, limits: Limits, parsers: Mapping[str, str], kernel_limit: bool):
-        parent, child = socket.socketpair()
+        parent, child = channel()
         life_read, self._life_write = lifeline()
+        given = Handover()
         try:
             self.popen = subprocess.Popen(
-                child_command("r1desk.engine.docs.worker", str(child.fileno()), str(life_read)),
-                pass_fds=(child.fileno(), life_read), stdin=subprocess.DEVNULL,
+                child_command("r1desk.engine.docs.worker", given.connection(child), given.fd(life_read)),
+                stdin=subprocess.DEVNULL, **given.popen_kwargs(),
             )
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
             os.close(life_read)
-        self.conn = Connection(parent.detach())
+        self.conn = parent
         self.pid = self.popen.pid
         self.served = 0
         try:
@@ -351,11 +354,11 @@ def serve(conn: Connection) -> None:
 
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m r1desk.engine.docs.worker CONN LIFELINE``."""
-    from r1desk.engine.processes import exit_with_parent
+    from r1desk.engine.processes import connection_from_parent, exit_with_parent, fd_from_parent
 
-    exit_with_parent(int(argv[1]))
+    exit_with_parent(fd_from_parent(argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
-    serve(Connection(int(argv[0])))
+    serve(connection_from_parent(argv[0]))
 
 
 if __name__ == "__main__":

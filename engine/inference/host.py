@@ -21,7 +21,6 @@ import mmap
 import os
 import queue
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,7 +28,6 @@ import time
 import weakref
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,7 +46,7 @@ from r1desk.engine.errors import (
 from r1desk.engine.events import CancelToken
 from r1desk.engine.gguf.header import GGUFInfo, check_model
 from r1desk.engine.inference.snapshots import DEFAULT_RAM_BUDGET, SnapshotStore
-from r1desk.engine.processes import child_command, lifeline
+from r1desk.engine.processes import Handover, channel, child_command, lifeline
 
 CANCEL_GRACE_SECONDS = 2.0  # a host that has not stopped by then is killed and restarted
 RENDER_TIMEOUT_SECONDS = 15.0  # a chat template that renders longer than this is hostile
@@ -128,6 +126,16 @@ def oom_kills(vmstat: str = "/proc/vmstat") -> int | None:
     return None
 
 
+# Exit codes of a Windows process ended by an exception (NTSTATUS), as causes and names.
+_WINDOWS_STATUS = {
+    0xC0000005: ("crash", "STATUS_ACCESS_VIOLATION"),
+    0xC000001D: ("crash", "STATUS_ILLEGAL_INSTRUCTION"),
+    0xC00000FD: ("crash", "STATUS_STACK_OVERFLOW"),
+    0xC0000409: ("abort", "STATUS_STACK_BUFFER_OVERRUN"),  # abort() and fail-fast
+    0xC0000017: ("out-of-memory", "STATUS_NO_MEMORY"),
+}
+
+
 def death_facts(code: int | None, *, oom_before: int | None = None, oom_after: int | None = None,
                 available: float | None = None) -> dict[str, Any]:
     """How the model process ended, as facts: ``cause`` (out-of-memory, killed, abort, crash,
@@ -137,6 +145,9 @@ def death_facts(code: int | None, *, oom_before: int | None = None, oom_after: i
     """
     if code is None:
         return {"cause": "hung"}
+    if code in _WINDOWS_STATUS:  # a process that crashed on Windows exits with the exception's status
+        cause, name = _WINDOWS_STATUS[code]
+        return {"cause": cause, "signal": name, "code": code}
     if code >= 0:
         return {"cause": "exit", "code": code}
     sig = -code
@@ -218,17 +229,22 @@ class _Process:
     """The model process: ``python -m r1desk.engine.inference.runner`` (no fork, no main re-import)."""
 
     def __init__(self, cancel: CancelFlag):
-        parent, child = socket.socketpair()
+        parent, child = channel()
         life_read, self._life_write = lifeline()
+        given = Handover()
         try:
             self.popen = subprocess.Popen(
-                child_command("r1desk.engine.inference.runner", str(child.fileno()), str(cancel.fd), str(life_read)),
-                pass_fds=(child.fileno(), cancel.fd, life_read), stdin=subprocess.DEVNULL,
+                child_command("r1desk.engine.inference.runner", given.connection(child), given.fd(cancel.fd),
+                              given.fd(life_read)),
+                stdin=subprocess.DEVNULL, **given.popen_kwargs(),
             )
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
             os.close(life_read)
-        self.conn = Connection(parent.detach())
+        self.conn = parent
         self.pid = self.popen.pid
         self.oom_kills_at_start = oom_kills()
 

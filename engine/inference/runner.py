@@ -1010,15 +1010,13 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def main(argv: list[str]) -> None:
     """Entry point of the model process: ``python -m r1desk.engine.inference.runner CONN CANCEL LIFELINE``."""
-    from multiprocessing.connection import Connection
-
     from r1desk.engine.inference.host import CancelFlag
-    from r1desk.engine.processes import exit_with_parent
+    from r1desk.engine.processes import connection_from_parent, exit_with_parent, fd_from_parent
 
-    exit_with_parent(int(argv[2]))
+    exit_with_parent(fd_from_parent(argv[2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
-    conn = Connection(int(argv[0]))
-    Runner(conn, CancelFlag(int(argv[1]))).serve()
+    conn = connection_from_parent(argv[0])
+    Runner(conn, CancelFlag(fd_from_parent(argv[1]))).serve()
 
 
 if __name__ == "__main__":

@@ -36,3 +36,11 @@ def test_the_oom_counter_is_read_from_vmstat(tmp_path) -> None:
     assert oom_kills(str(vmstat)) == 7
     assert oom_kills(str(tmp_path / "missing")) is None
     assert oom_kills() is None or oom_kills() >= 0  # this machine's own counter, where Linux has one
+
+
+def test_a_windows_crash_status_is_named() -> None:
+    """On Windows a process ended by an exception exits with its NTSTATUS, a positive code."""
+    assert death_reason(0xC0000005) == "crashed inside llama.cpp (STATUS_ACCESS_VIOLATION)"
+    assert death_reason(0xC000001D) == "crashed inside llama.cpp (STATUS_ILLEGAL_INSTRUCTION)"
+    assert death_reason(0xC0000409).startswith("aborted inside llama.cpp")
+    assert death_reason(1) == "exited with code 1"  # what TerminateProcess leaves
