@@ -474,16 +474,16 @@ class ChatService:
     def sources(self, message_id: int) -> list[Source]:
         """The sources a reply was given, numbered as its [n] markers, as they were when it was
         written: a file re-indexed or deleted since keeps its path, place and excerpt here
-        (``document_id`` and ``chunk_id`` are then None; ``page_end`` is not kept)."""
+        (``document_id`` and ``chunk_id`` are then None)."""
         self.history.get_message(message_id)  # NotFound for a message that is gone
         out = []
         for s in doc_store.message_sources(self.history.db, message_id):
             out.append(Source(
                 n=s.n, collection=s.collection or "", path=s.path, text=s.excerpt,
                 score=s.score if s.score is not None else 0.0, document_id=s.document_id, chunk_id=s.chunk_id,
-                chunk_ids=[s.chunk_id] if s.chunk_id is not None else [], page=s.page, page_end=None,
+                chunk_ids=[s.chunk_id] if s.chunk_id is not None else [], page=s.page, page_end=s.page_end,
                 line_start=s.line_start, line_end=s.line_end, headings=list(s.headings),
-                char_start=s.char_start, char_end=s.char_end))
+                char_start=s.char_start, char_end=s.char_end, similarity=s.similarity))
         return out
 
     def with_sources(self, history: list[Any], collections: Sequence[str], params: SamplingParams | dict | None = None,

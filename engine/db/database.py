@@ -607,6 +607,13 @@ def m007_documents(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX message_sources_chunk ON message_sources(chunk_id)")
 
 
+def m008_source_page_end(db: sqlite_utils.Database) -> None:
+    """A reply's sources keep the page a passage ends on (a passage across two pages) and its
+    similarity to the question."""
+    db.execute("ALTER TABLE message_sources ADD COLUMN page_end INTEGER")
+    db.execute("ALTER TABLE message_sources ADD COLUMN similarity REAL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_file_hashes,
@@ -615,6 +622,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m005_prompt_reuse,
     m006_adapters,
     m007_documents,
+    m008_source_page_end,
 ]
 
 

@@ -583,6 +583,8 @@ class SavedSource:
     char_start: int | None = None
     char_end: int | None = None
     score: float | None = None
+    page_end: int | None = None
+    similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -595,16 +597,18 @@ def save_sources(db: Database, message_id: int, sources: Sequence[Any]) -> None:
         for s in sources:
             db.execute(
                 "INSERT INTO message_sources (message_id, n, collection, document_id, chunk_id, path, page, line_start, "
-                "line_end, heading_path, excerpt, char_start, char_end, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "line_end, heading_path, excerpt, char_start, char_end, score, page_end, similarity) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [message_id, s.n, s.collection, s.document_id, s.chunk_id, s.path, s.page, s.line_start, s.line_end,
                  json.dumps(list(s.headings), ensure_ascii=False), getattr(s, "excerpt", None) or getattr(s, "text", ""),
-                 s.char_start, s.char_end, s.score])
+                 s.char_start, s.char_end, s.score, getattr(s, "page_end", None), getattr(s, "similarity", None)])
 
 
 def message_sources(db: Database, message_id: int) -> list[SavedSource]:
     rows = db.execute(
         "SELECT n, path, excerpt, collection, document_id, chunk_id, page, line_start, line_end, heading_path, "
-        "char_start, char_end, score FROM message_sources WHERE message_id = ? ORDER BY n", [message_id]).fetchall()
+        "char_start, char_end, score, page_end, similarity FROM message_sources WHERE message_id = ? ORDER BY n",
+        [message_id]).fetchall()
     out = []
     for r in rows:
         values = list(r)

@@ -116,7 +116,8 @@ def test_deleting_a_collection_deletes_every_row_and_replies_keep_their_sources(
     store.set_conversation_collections(db, cid, ["notes", "other"])
     chunk = store.chunks_of(db, store.documents(db, c)[0].id)[0]
     store.save_sources(db, mid, [store.SavedSource(n=1, path="/docs/a.pdf", excerpt=chunk.text, collection="notes",
-                                                   document_id=chunk.document_id, chunk_id=chunk.id, page=3, score=0.5)])
+                                                   document_id=chunk.document_id, chunk_id=chunk.id, page=3, score=0.5,
+                                                   page_end=4, similarity=0.71)])
 
     gone = store.delete_collection(db, "notes")
     assert (gone.documents, gone.chunks, gone.vectors) == (1, 3, 3)
@@ -127,6 +128,7 @@ def test_deleting_a_collection_deletes_every_row_and_replies_keep_their_sources(
     assert store.conversation_collections(db, cid) == ["other"]
     (kept,) = store.message_sources(db, mid)
     assert (kept.path, kept.page, kept.excerpt, kept.document_id, kept.chunk_id) == ("/docs/a.pdf", 3, chunk.text, None, None)
+    assert (kept.page_end, kept.similarity) == (4, pytest.approx(0.71))  # a passage across pages 3-4
     with pytest.raises(NotFound) as info:
         store.get_collection(db, "notes")
     assert info.value.facts["code"] == "no-such-collection"
