@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from r1desk.engine.errors import ModelLoadFailed
+from r1desk.engine.hardware import ggml
 
 _loaded = False
 
@@ -49,16 +50,8 @@ class CpuKernels:
 
 
 def _prototypes(lib: Any) -> Any:
-    c_void = ctypes.c_void_p
-    for name, restype, argtypes in (
-        ("ggml_backend_reg_count", ctypes.c_size_t, []),
-        ("ggml_backend_reg_by_name", c_void, [ctypes.c_char_p]),
-        ("ggml_backend_reg_get_proc_address", c_void, [c_void, ctypes.c_char_p]),
-        ("ggml_backend_load_all_from_path", None, [ctypes.c_char_p]),
-    ):
-        fn = getattr(lib, name)
-        fn.restype, fn.argtypes = restype, argtypes
-    return lib
+    return ggml.bind(lib, ("ggml_backend_reg_count", "ggml_backend_reg_by_name", "ggml_backend_reg_get_proc_address",
+                           "ggml_backend_load_all_from_path"))
 
 
 def _ggml_copies() -> list[Any]:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from r1desk.engine.hardware import ggml
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -412,25 +414,16 @@ def _probe_build_here() -> Build:
     return build
 
 
-_DEV_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
 
 
 def _ggml_registry() -> tuple[list[str], list[dict[str, Any]]]:
     from llama_cpp import _ggml
 
-    lib = _ggml.libggml
-    c_size, c_void = ctypes.c_size_t, ctypes.c_void_p
-    for fn, res, args in (
-        ("ggml_backend_reg_count", c_size, []), ("ggml_backend_reg_get", c_void, [c_size]),
-        ("ggml_backend_reg_name", ctypes.c_char_p, [c_void]),
-        ("ggml_backend_dev_count", c_size, []), ("ggml_backend_dev_get", c_void, [c_size]),
-        ("ggml_backend_dev_name", ctypes.c_char_p, [c_void]),
-        ("ggml_backend_dev_description", ctypes.c_char_p, [c_void]),
-        ("ggml_backend_dev_type", ctypes.c_int, [c_void]),
-        ("ggml_backend_dev_memory", None, [c_void, ctypes.POINTER(c_size), ctypes.POINTER(c_size)]),
-    ):
-        f = getattr(lib, fn)
-        f.restype, f.argtypes = res, args
+    lib = ggml.bind(_ggml.libggml, (
+        "ggml_backend_reg_count", "ggml_backend_reg_get", "ggml_backend_reg_name", "ggml_backend_dev_count",
+        "ggml_backend_dev_get", "ggml_backend_dev_name", "ggml_backend_dev_description", "ggml_backend_dev_type",
+        "ggml_backend_dev_memory"))
+    c_size = ctypes.c_size_t
     backends = [lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)).decode()
                 for i in range(lib.ggml_backend_reg_count())]
     devices = []
@@ -441,7 +434,7 @@ def _ggml_registry() -> tuple[list[str], list[dict[str, Any]]]:
         devices.append({
             "name": lib.ggml_backend_dev_name(dev).decode(errors="replace"),
             "description": (lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace"),
-            "type": _DEV_TYPES.get(lib.ggml_backend_dev_type(dev), "unknown"),
+            "type": ggml.DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "unknown"),
             "free": int(free.value), "total": int(total.value),
         })
     return backends, devices

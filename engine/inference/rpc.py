@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from r1desk.engine.errors import ModelLoadFailed
+from r1desk.engine.hardware import ggml
 from r1desk.engine.hardware.kernels import load_backends
 
 DEFAULT_PORT = 50052  # llama.cpp's rpc-server default
@@ -68,23 +69,10 @@ def _lib() -> Any:
     """ggml's registry functions, looked up through libllama (so in the libggml it uses)."""
     from llama_cpp import llama_cpp
 
-    lib = llama_cpp._lib
-    v = ctypes.c_void_p
-    for name, restype, argtypes in (
-        ("ggml_backend_load_all", None, []),
-        ("ggml_backend_reg_by_name", v, [ctypes.c_char_p]),
-        ("ggml_backend_reg_get_proc_address", v, [v, ctypes.c_char_p]),
-        ("ggml_backend_register", None, [v]),
-        ("ggml_backend_reg_dev_count", ctypes.c_size_t, [v]),
-        ("ggml_backend_reg_dev_get", v, [v, ctypes.c_size_t]),
-        ("ggml_backend_dev_name", ctypes.c_char_p, [v]),
-        ("ggml_backend_dev_description", ctypes.c_char_p, [v]),
-        ("ggml_backend_dev_memory", None, [v, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]),
-        ("ggml_backend_dev_by_type", v, [ctypes.c_int]),
-    ):
-        fn = getattr(lib, name)
-        fn.restype, fn.argtypes = restype, argtypes
-    return lib
+    return ggml.bind(llama_cpp._lib, (
+        "ggml_backend_load_all", "ggml_backend_reg_by_name", "ggml_backend_reg_get_proc_address",
+        "ggml_backend_register", "ggml_backend_reg_dev_count", "ggml_backend_reg_dev_get", "ggml_backend_dev_name",
+        "ggml_backend_dev_description", "ggml_backend_dev_memory", "ggml_backend_dev_by_type"))
 
 
 def _rpc_function(lib: Any, name: str, restype: Any, argtypes: list) -> Any:
@@ -171,8 +159,8 @@ def serve(host: str, port: int, *, threads: int | None = None, cache_dir: str | 
     start = _rpc_function(lib, "ggml_backend_rpc_start_server", None,
                           [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
                            ctypes.POINTER(ctypes.c_void_p)])
-    gpu = lib.ggml_backend_dev_by_type(1)  # GGML_BACKEND_DEVICE_TYPE_GPU
-    device = gpu or lib.ggml_backend_dev_by_type(0)  # else the CPU
+    gpu = lib.ggml_backend_dev_by_type(ggml.DEVICE_GPU)
+    device = gpu or lib.ggml_backend_dev_by_type(ggml.DEVICE_CPU)
     if not device:
         raise ModelLoadFailed("llama.cpp found no device to serve", facts={"code": "rpc-no-device"})
     devices = (ctypes.c_void_p * 1)(device)
