@@ -112,11 +112,16 @@ def _watch(db, embedder) -> None:
     def on_error(collection: str, exc: BaseException) -> None:
         click.echo(f"{collection}: Error: {exc}", err=True)
 
-    with Watcher(db, embedder=embedder, on_event=on_event, on_error=on_error) as watcher:
+    watcher = Watcher(db, embedder=embedder, on_event=on_event, on_error=on_error).start()
+    try:
         for collection, roots in watcher.watching.items():
             click.echo(f"Watching {', '.join(roots)} for {collection} (Ctrl+C to stop)", err=True)
         while True:
             time.sleep(1)
+    finally:
+        # Ctrl+C: a run under way stops at its next file; what it stored stays, and the next
+        # run goes on from there, so the command need not wait long for it.
+        watcher.stop(timeout=5)
 
 
 @cli.group(invoke_without_command=True)

@@ -73,9 +73,12 @@ class _Worker:
             self.process = None
         self.conn.send(("config", asdict(limits), dict(parsers), kernel_limit))
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, token: CancelToken | None = None) -> None:
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
+            if token is not None and token.cancelled:
+                self.kill()
+                raise Cancelled("cancelled")
             if self.conn.poll(POLL_SECONDS):
                 try:
                     msg = self.conn.recv()
@@ -183,7 +186,7 @@ class Extractor:
                 self._worker = None
             self._finalizer.detach()
 
-    def _ensure(self) -> _Worker:
+    def _ensure(self, token: CancelToken | None = None) -> _Worker:
         worker = self._worker
         if worker is not None and (not worker.alive() or worker.served >= self.recycle_after):
             worker.close()
@@ -194,7 +197,7 @@ class Extractor:
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, Extractor._drop, [worker])
             try:
-                worker.wait_ready()
+                worker.wait_ready(token)
             except BaseException:
                 self._worker = None
                 raise
@@ -211,7 +214,7 @@ class Extractor:
         with self._lock:
             if token is not None and token.cancelled:
                 raise Cancelled("cancelled")
-            worker = self._ensure()
+            worker = self._ensure(token)
             try:
                 worker.conn.send(("extract", os.fspath(path)))
             except OSError:

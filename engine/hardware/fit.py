@@ -56,10 +56,13 @@ KV_PAD = 256  # llama.cpp rounds the KV cache up to a multiple of 256 cells
 N_UBATCH = 512  # llama-cpp-python's n_batch/n_ubatch default, which the model host keeps
 
 # The model process before any model: a Python interpreter with llama_cpp (ctypes, numpy)
-# imported and the CPU backend initialised (42 MiB measured on Linux x86-64), plus what the
-# model host itself brings in before loading: its modules, the template sandbox (jinja2) and
-# the hardware probe (6.5 MiB more, measured the same way, sources compiled at start-up).
-RUNTIME_BASE = int(48.5 * MiB)
+# imported and the CPU backend initialised, plus what the model host itself brings in before
+# loading: its modules, the template sandbox (jinja2) and the hardware probe (6.5 MiB more).
+# Measured on Linux x86-64: 48.5 MiB with llama_cpp imported in a fresh install, 41 MiB in one
+# whose libraries have sat on disk for hours (the kernel maps freshly written files' pages in
+# larger pieces, so more of NumPy's OpenBLAS counts as resident). The fresh figure is taken:
+# that is the user's case, and the estimate errs on the side of room.
+RUNTIME_BASE = int(55 * MiB)
 # Tokenizer tables in llama.cpp and the bindings (token texts, lookup hash, BPE merge ranks,
 # sampling candidates): measured with vocab-only loads, 49,152 tokens -> 17.5 MiB and
 # 152,064 tokens -> 47.2 MiB, i.e. 2.6 MiB + 303 bytes per vocabulary entry.

@@ -103,8 +103,10 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
 
 def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> None:
     docs = folder(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "r1desk.cli", "index", str(docs), "-c", "notes", "--no-embedding",
-                             "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # -X faulthandler: should Ctrl+C not stop it, SIGABRT makes it print where each thread is.
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "r1desk.cli", "index", str(docs), "-c",
+                             "notes", "--no-embedding", "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.monotonic() + 120
         line = ""
@@ -120,7 +122,12 @@ def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> No
         assert "1 added" in line
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"Ctrl+C did not stop `index --watch` in 120 s; where its threads were:\n{err[-8000:]}")
     assert proc.returncode == 130
     found = json.loads(r1desk("search", "-c", "notes", "hydrogen airship", "--json", "-k", "1").stdout)
     assert [s["path"] for s in found["sources"]] == [str(docs / "zeppelin.md")]
