@@ -333,10 +333,17 @@ def test_with_an_embedding_model_the_collection_is_searched_by_meaning_too(make_
     dialog.set_embedding_model(str(minilm_gguf))
     assert "The next indexing adds vectors with all-MiniLM-L6-v2-F16.gguf" in dialog.search_label.text()
     seen: list[str] = []
-    worker = dialog.add_paths([str(corpus.folder)])
-    worker.yielded.connect(lambda _event: seen.append(dialog.progress_label.text()))
+    label = dialog.progress_label
+    set_text = label.setText
+
+    def record(text: str) -> None:  # every text the label is given, however briefly it stays
+        seen.append(text)
+        set_text(text)
+
+    label.setText = record
+    dialog.add_paths([str(corpus.folder)])
     qtbot.waitUntil(lambda: dialog.worker is None, timeout=300_000)
-    assert "Loading the embedding model all-MiniLM-L6-v2-F16.gguf…" in seen
+    assert "Loading the embedding model all-MiniLM-L6-v2-F16.gguf…" in seen, seen
     collection = store.get_collection(window.history.db, "Meaning")
     stats = store.stats(window.history.db, collection)
     assert stats.vectors == stats.chunks > 0 and stats.without_vectors == 0
