@@ -128,7 +128,10 @@ def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> No
             proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGABRT)
-            _, err = proc.communicate(timeout=60)
+            try:
+                _, err = proc.communicate(timeout=60)
+            finally:
+                proc.kill()
             pytest.fail(f"Ctrl+C did not stop `index --watch` in 120 s; where its threads were:\n{err[-8000:]}")
     assert proc.returncode == 130
     found = json.loads(r1desk("search", "-c", "notes", "hydrogen airship", "--json", "-k", "1").stdout)
