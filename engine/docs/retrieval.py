@@ -364,6 +364,10 @@ class VectorCache:
                     self._loading[key] = loader
                     loader.start()
                 return None
+        return self._read(db, key, collection)
+
+    def _read(self, db: Database, key: tuple[str, int], collection: Collection) -> tuple[np.ndarray, np.ndarray]:
+        """Read the collection's vectors from ``db`` and hold them, labelled with its version and model."""
         ids, matrix = store.all_vectors(db, collection)
         with self._lock:
             self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
@@ -375,11 +379,9 @@ class VectorCache:
         try:
             own = open_db(key[0], migrate_schema=False)
             try:
-                ids, matrix = store.all_vectors(own, collection)
+                self._read(own, key, collection)
             finally:
                 own.close()
-            with self._lock:
-                self._held[key] = (collection.vectors_version, collection.embedding_model or "", ids, matrix)
         except Exception:  # noqa: BLE001 - sqlite-vec goes on answering; the next search tries again
             pass
         finally:

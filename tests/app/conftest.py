@@ -113,3 +113,16 @@ def send(qtbot, window, text):
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert window.reply is not None, window.composer.disabled_reason
     return window.reply
+
+
+def record_texts(label) -> list[str]:
+    """Every text ``label`` is given from now on, however briefly it stays (sampling misses some)."""
+    shown: list[str] = []
+    set_text = label.setText
+
+    def record(text: str) -> None:
+        shown.append(text)
+        set_text(text)
+
+    label.setText = record
+    return shown

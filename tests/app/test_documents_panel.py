@@ -19,7 +19,7 @@ from r1desk.app.qt import QDesktopServices, QMessageBox, QObject, Qt, QUrl, Slot
 from r1desk.engine.docs import store
 from r1desk.engine.docs.retrieval import retrieve
 
-from tests.app.conftest import load, send
+from tests.app.conftest import load, record_texts, send
 from tests.support.corpus import Corpus, build_corpus, build_hostile
 from tests.support.hub import fake_hub  # noqa: F401 (fixture)
 
@@ -332,15 +332,7 @@ def test_with_an_embedding_model_the_collection_is_searched_by_meaning_too(make_
     assert dialog.create("Meaning")
     dialog.set_embedding_model(str(minilm_gguf))
     assert "The next indexing adds vectors with all-MiniLM-L6-v2-F16.gguf" in dialog.search_label.text()
-    seen: list[str] = []
-    label = dialog.progress_label
-    set_text = label.setText
-
-    def record(text: str) -> None:  # every text the label is given, however briefly it stays
-        seen.append(text)
-        set_text(text)
-
-    label.setText = record
+    seen = record_texts(dialog.progress_label)
     dialog.add_paths([str(corpus.folder)])
     qtbot.waitUntil(lambda: dialog.worker is None, timeout=300_000)
     assert "Loading the embedding model all-MiniLM-L6-v2-F16.gguf…" in seen, seen

@@ -6,7 +6,7 @@ import pytest
 
 from r1desk.app.qt import Qt
 
-from tests.app.conftest import load, send
+from tests.app.conftest import load, record_texts, send
 from tests.support.models import tiny_r1_expected
 
 GREEDY = {"chat.temperature": 0.0, "chat.n_ctx": 1024}
@@ -233,15 +233,7 @@ def test_a_reload_is_shown_in_the_status_bar_with_its_reason(make_window, tiny_r
     window = make_window(**GREEDY)
     load(qtbot, window, tiny_r1)
     os.kill(window.chat.host.pid, signal.SIGKILL)
-    shown = []
-    label = window.status.model_label
-    set_text = label.setText
-
-    def record(text: str) -> None:  # every text the label is given, however briefly it stays
-        shown.append(text)
-        set_text(text)
-
-    label.setText = record
+    shown = record_texts(window.status.model_label)
     reply = send(qtbot, window, "hi")
     qtbot.waitUntil(lambda: window.reply is None, timeout=60_000)
     assert any(t.startswith("Reloading ") and "the model process stopped" in t for t in shown), shown

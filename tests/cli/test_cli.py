@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.support.models import tiny_r1_expected
+from tests.support.terminal import SIGINT_AS_IN_A_TERMINAL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -193,8 +194,7 @@ def test_ctrl_c_during_a_one_shot_reply_exits_130_and_keeps_it(smollm2: Path) ->
     proc = subprocess.Popen(
         [sys.executable, "-m", "r1desk.cli", "chat", str(smollm2), "-p", "Write a very long story about a dragon.",
          "--temperature", "0", "--max-tokens", "1500", "--ctx", "2048"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, even under `cmd &`
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **SIGINT_AS_IN_A_TERMINAL,
     )
     try:
         assert proc.stdout.read(40)  # the reply is streaming

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.terminal import SIGINT_AS_IN_A_TERMINAL
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
@@ -104,11 +106,9 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
 def test_index_watch_picks_up_a_new_file_until_interrupted(tmp_path: Path) -> None:
     docs = folder(tmp_path)
     # -X faulthandler: should Ctrl+C not stop it, SIGABRT makes it print where each thread is.
-    # Ctrl+C as in a terminal: a test run started in the background (``cmd &``, as CI may be)
-    # has SIGINT ignored, and Python leaves an ignored SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "r1desk.cli", "index", str(docs), "-c",
                              "notes", "--no-embedding", "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, **SIGINT_AS_IN_A_TERMINAL)
     try:
         deadline = time.monotonic() + 120
         line = ""
